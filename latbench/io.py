@@ -1,0 +1,92 @@
+"""Atomic writes and validated reads of the files latbench produces and consumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from latbench.errors import LatbenchError
+
+SCHEMA_VERSION = 1
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Write a file through a temporary sibling and rename it into place.
+
+    A reader (or a run killed half-way) never sees a half-written file.
+
+    Args:
+        path: Destination.
+        write: Called with the temporary path; must write the whole file there.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """Read a UTF-8 text file, turning OS errors into one-line errors naming the file."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LatbenchError(str(p), "no such file") from None
+    except IsADirectoryError:
+        raise LatbenchError(str(p), "is a directory, expected a file") from None
+    except UnicodeDecodeError:
+        raise LatbenchError(str(p), "not a UTF-8 text file") from None
+    except OSError as exc:
+        raise LatbenchError(str(p), exc.strerror or str(exc)) from None
+
+
+def parse_json(text: str, where: str) -> Any:
+    """Parse JSON text; a syntax error names ``where`` with line and column."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LatbenchError(where, f"malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read and parse a JSON file with one-line errors."""
+    return parse_json(read_text(path), str(path))
+
+
+def json_or_file(value: str, what: str = "argument") -> tuple[Any, str]:
+    """Interpret a CLI value as inline JSON, or else as the path of a JSON file.
+
+    Returns:
+        The parsed object and a name for error messages (the path, or ``what``).
+    """
+    stripped = value.lstrip()
+    if stripped.startswith(("{", "[")):
+        return parse_json(value, what), what
+    p = Path(value)
+    if not p.exists():
+        raise LatbenchError(what, f"{value!r} is neither JSON nor an existing file")
+    return read_json(p), str(p)
