@@ -225,9 +225,17 @@ class Arch:
         return cls.from_dict(parse_json(text, where), where)
 
     @classmethod
-    def uniform_arch(cls, family: str, hidden: int, n_layers: int, heads: int, qk_dim: int, mlp: int,
-                     v_dim: int | None = None, **extras: int) -> Arch:
+    def uniform_arch(
+        cls,
+        family: str,
+        hidden: int,
+        n_layers: int,
+        heads: int,
+        qk_dim: int,
+        mlp: int,
+        v_dim: int | None = None,
+        **extras: int,
+    ) -> Arch:
         """An architecture whose ``n_layers`` layers are all the same."""
         spec = LayerSpec(heads=heads, qk_dim=qk_dim, v_dim=qk_dim if v_dim is None else v_dim, mlp=mlp)
         return cls(family=family, hidden=hidden, layers=(spec,) * n_layers, **extras)
-

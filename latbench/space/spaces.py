@@ -180,7 +180,9 @@ class SearchSpace:
             raise LatbenchError(where, f"reference is a {self.reference.family!r} model, space is {self.family!r}")
         for key, value in self.extras:
             if getattr(self.reference, key) != value:
-                raise LatbenchError(where, f"reference {key} {getattr(self.reference, key)} differs from the space's {value}")
+                raise LatbenchError(
+                    where, f"reference {key} {getattr(self.reference, key)} differs from the space's {value}"
+                )
 
     # -------------------------------------------------------------- attention
     def _attention_choices(self) -> tuple[tuple[int, int], ...]:

@@ -1,0 +1,35 @@
+# Two commands: `make quickstart` and `make test`. Both create the environment if needed.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+# Extras the test suite exercises; the heavy ones (tensorrt, ray, transformers) stay optional.
+EXTRAS ?= dev,onnx,gpu
+
+.PHONY: quickstart test lint install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# With no torch present, install the CPU build first: a bare `torch` requirement
+# would otherwise pull a multi-GB CUDA build. 2.13.0+cpu lies on this machine's disk.
+$(STAMP): pyproject.toml | $(PY)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	@bash scripts/quickstart.sh $(VENV)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check latbench tests benchmarks
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check latbench tests benchmarks
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

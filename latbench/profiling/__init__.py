@@ -1,0 +1,3 @@
+"""Measuring latency: deployment configs, backends, the timing protocol, fingerprints, the result store."""
+
+from __future__ import annotations
