@@ -535,13 +535,7 @@ class ResultStore:
             META_ENVS: json.dumps(envs, sort_keys=True).encode(),
         }
         table = table.replace_schema_metadata(meta)
-        mode = _file_mode(self._path)
-
-        def write(tmp: Path) -> None:
-            pq.write_table(table, tmp, compression="zstd")
-            os.chmod(tmp, mode)  # the temporary is created 0600; a store is as readable as any other output
-
-        atomic_write(self._path, write)
+        atomic_write(self._path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
         self._stat = self._file_stat()
 
     # ----------------------------------------------------------------- reads
@@ -640,16 +634,6 @@ class ResultStore:
             "median_ci_rel_halfwidth": _median_or_none(half),
             "envs": envs,
         }
-
-
-def _file_mode(path: Path) -> int:
-    """The mode to give a rewritten store: the existing file's, else what the umask allows."""
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 def _median_or_none(values: pa.ChunkedArray) -> float | None:
