@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latbench.cli import arch, space
+from latbench.cli import arch, lut, space
 from latbench.cli._app import make_app
 from latbench.cli.env import env
 
@@ -10,6 +10,7 @@ app = make_app("latbench: how fast will this architecture run on that hardware, 
 app.command("env")(env)
 app.add_typer(space.app, name="space")
 app.add_typer(arch.app, name="arch")
+app.add_typer(lut.app, name="lut")
 
 
 def main() -> None:
