@@ -70,6 +70,12 @@ def _workload(arch: Arch, batch: int, seq_len: int | None) -> tuple[int, int]:
     return batch, arch.num_tokens(seq_len)
 
 
+def _bytes_per_value(dtype: str) -> int:
+    if dtype not in DTYPE_BYTES:
+        raise LatbenchError("--precision", f"unknown precision {dtype!r} (expected {', '.join(DTYPE_BYTES)})")
+    return DTYPE_BYTES[dtype]
+
+
 def block_params(arch: Arch, index: int) -> int:
     """Parameters of block ``index``: Q, K, V, output projections, MLP, two LayerNorms."""
     s, h = arch.layers[index], arch.hidden
@@ -85,16 +91,15 @@ def block_cost(arch: Arch, index: int, batch: int, seq_len: int | None, dtype: s
     a, dqk, dv, f = s.heads, s.qk_dim, s.v_dim, s.mlp
     flops = 2 * b * t * (h * (2 * a * dqk + a * dv) + a * dv * h + 2 * h * f) + 2 * b * a * t * t * (dqk + dv)
     params = block_params(arch, index)
-    nbytes = DTYPE_BYTES[dtype] * (params + 2 * b * t * h)
+    nbytes = _bytes_per_value(dtype) * (params + 2 * b * t * h)
     return Cost(params=params, flops=flops, bytes=nbytes)
 
 
 def model_cost(arch: Arch, batch: int, seq_len: int | None, dtype: str = "fp32") -> ModelCost:
     """Cost of the whole model, split into embeddings, blocks and head."""
-    if dtype not in DTYPE_BYTES:
-        raise LatbenchError("--precision", f"unknown precision {dtype!r} (expected {', '.join(DTYPE_BYTES)})")
+    el = _bytes_per_value(dtype)
     b, t = _workload(arch, batch, seq_len)
-    h, el = arch.hidden, DTYPE_BYTES[dtype]
+    h = arch.hidden
     if arch.family == "bert":
         v = arch.vocab_size
         emb_params = (v + arch.max_seq_len + arch.type_vocab_size) * h + 2 * h  # type: ignore[operator]
