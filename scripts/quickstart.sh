@@ -21,3 +21,11 @@ echo "== latbench arch convert: the first one as AutoTinyBERT prints it"
 echo
 echo "== latbench arch cost: analytic cost at batch 1, sequence 128"
 "$lb" arch cost "$first" --batch 1 --seq 128
+echo
+echo "== latbench profile: 6 architectures of the bert space on this CPU (whole models and their blocks);"
+echo "   run it again and it resumes: only missing rows are measured"
+"$lb" profile --space bert --device cpu --backend torch --batch 1 --seq 128 --samples 6 --seed 0 \
+    --threads 1 --budget-s 2 --out "$out/bert_cpu.parquet"
+echo
+echo "== latbench show: what the store holds"
+"$lb" show "$out/bert_cpu.parquet"

@@ -130,6 +130,10 @@ def query(
         deploy_dict, where = json_or_file(deploy, "--deploy")
         if not isinstance(deploy_dict, dict):
             raise LatbenchError(where, "expected a JSON object of deployment fields")
+    if device is not None and (device == "cpu" or device.startswith("cuda")):
+        from latbench.lut.build import hardware_name
+
+        device = hardware_name(device)  # the table records hardware: `cpu` means this machine's CPU
     res = table.arch_latency(a, extrapolate=extrapolate, device=device, deploy=deploy_dict, force=force)
     total, unit = res.total, table.meta.unit
     e2e = None

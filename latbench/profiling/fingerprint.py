@@ -16,7 +16,7 @@ import json
 import os
 import platform
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
@@ -62,6 +62,14 @@ def is_throttled(reasons: list[str]) -> bool:
     return any(r not in BENIGN_THROTTLE for r in reasons)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), which can be fewer than the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def cpu_info() -> dict[str, Any]:
     """CPU model, flags and core counts (Linux ``/proc/cpuinfo``; platform fallback)."""
     model, flags = platform.processor() or platform.machine(), []
@@ -76,10 +84,7 @@ def cpu_info() -> dict[str, Any]:
                     flags = value.split()
     except OSError:
         pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
+    usable = usable_cores()
     # Keep the flags that change kernel choice; the full list is long and uninformative.
     interesting = sorted(
         f for f in flags if f.startswith(("avx", "amx", "sse4", "fma", "f16c", "neon", "sve", "asimd"))
@@ -229,6 +234,16 @@ class Fingerprint:
         }
         return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:12]
 
+    def with_peaks(self, peaks: dict[str, Any]) -> Fingerprint:
+        """A copy with ``peaks`` (from :func:`latbench.profiling.peaks.measure_peaks`) stored under
+        ``"<device>/<precision>"``; the ``env_id`` does not change, since peaks are measured, not identity."""
+        key = peaks_key(str(peaks["device"]), str(peaks["precision"]))
+        return replace(self, peaks={**self.peaks, key: dict(peaks)})
+
+    def peaks_for(self, device: str, precision: str) -> dict[str, Any] | None:
+        """The stored peaks of ``device`` at ``precision``, or ``None`` if never measured."""
+        return self.peaks.get(peaks_key(device, precision))
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["env_id"] = self.env_id
@@ -238,6 +253,11 @@ class Fingerprint:
     def from_dict(cls, data: dict[str, Any]) -> Fingerprint:
         d = {k: v for k, v in data.items() if k != "env_id"}
         return cls(**d)
+
+
+def peaks_key(device: str, precision: str) -> str:
+    """Where :attr:`Fingerprint.peaks` keeps the peaks of one device and precision (``"cuda:0/fp16"``)."""
+    return f"{device}/{precision}"
 
 
 def collect(threads: int | None = None) -> Fingerprint:

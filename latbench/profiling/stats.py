@@ -8,10 +8,13 @@ sorted samples, the 95% interval is bounded by the samples at ranks
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
+
+from latbench.errors import LatbenchError
 
 #: IQR/median above this marks a measurement unstable.
 UNSTABLE_IQR_RATIO = 0.10
@@ -72,6 +75,15 @@ class Stats:
         d = asdict(self)
         d["iqr_ratio"] = self.iqr_ratio
         return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Stats:
+        """Inverse of :meth:`to_dict` (derived entries such as ``iqr_ratio`` are ignored)."""
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise LatbenchError("stats", f"missing field(s) {', '.join(missing)}")
+        return cls(**{n: int(data[n]) if n == "n" else float(data[n]) for n in names})
 
     @classmethod
     def from_samples(cls, samples_ms: Sequence[float]) -> Stats:

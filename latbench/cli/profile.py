@@ -1,0 +1,288 @@
+"""``latbench profile``, ``measure``, ``show``: measure sampled architectures or a user's model, read a store."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from latbench.cli._app import console
+from latbench.errors import LatbenchError
+
+_BACKEND_HELP = "torch, onnxruntime or tensorrt."
+_MODE_HELP = (
+    "torch: eager | graph | compile; onnxruntime: cpu | cuda | tensorrt (execution provider); tensorrt: engine."
+)
+
+
+def deploy_config(
+    backend: str,
+    device: str,
+    mode: str | None,
+    precision: str,
+    threads: int | None,
+    cache: str,
+    batch: int,
+    seq: int | None,
+    options: list[str] | None,
+) -> Any:
+    """Options → a validated :class:`~latbench.profiling.config.DeployConfig` (errors name the option)."""
+    from latbench.profiling.config import DeployConfig, parse_options
+
+    opts = parse_options(options or [])
+    try:
+        return DeployConfig(
+            backend=backend,
+            device=device,
+            mode=mode,
+            precision=precision,
+            threads=threads,
+            cache=cache,
+            batch=batch,
+            seq_len=seq,
+            options=opts,
+        )
+    except LatbenchError as exc:
+        where = exc.where if exc.where.startswith("option") else f"--{exc.where.replace('_', '-')}"
+        raise LatbenchError(where, exc.what) from None
+
+
+def protocol_config(
+    budget_s: float, min_samples: int, max_samples: int, target_ci: float, rounds: int, calls_per_round: int
+) -> Any:
+    from latbench.profiling.config import ProtocolConfig
+
+    try:
+        return ProtocolConfig(
+            budget_s=budget_s,
+            min_samples=min_samples,
+            max_samples=max_samples,
+            target_rel_ci=target_ci,
+            min_rounds=rounds,
+            calls_per_round=calls_per_round,
+        )
+    except LatbenchError as exc:
+        name = exc.where.removeprefix("protocol ")
+        flag = {
+            "budget_s": "--budget-s",
+            "min_samples": "--min-samples",
+            "max_samples": "--max-samples",
+            "target_rel_ci": "--target-ci",
+            "min_rounds": "--rounds",
+            "calls_per_round": "--calls-per-round",
+        }.get(name, name)
+        raise LatbenchError(flag, exc.what) from None
+
+
+def profile(
+    space: str = typer.Option(..., "--space", help="Preset (bert, vit, gpt) or a space JSON file."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda:N."),
+    backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP + " Default: graph on CUDA, eager on CPU."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, bf16 or int8."),
+    batch: int = typer.Option(1, "--batch", help="Batch size."),
+    seq: int | None = typer.Option(None, "--seq", help="Sequence length (bert, gpt); vit takes its image size."),
+    samples: int = typer.Option(20, "--samples", help="How many architectures to sample from the space."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed: same seed, same architectures (and weights)."),
+    out: Path = typer.Option(..., "--out", help="Result store (parquet); an existing one is resumed."),
+    blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also measure each distinct block alone."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU intra-op threads (default: usable cores)."),
+    cache: str = typer.Option("warm", "--cache", help="warm (one buffer) or cold (rotate inputs, flush caches)."),
+    option: list[str] | None = typer.Option(None, "--option", help="Backend option KEY=VALUE (repeatable)."),
+    budget_s: float = typer.Option(5.0, "--budget-s", help="Time budget of one measurement, in seconds."),
+    min_samples: int = typer.Option(50, "--min-samples", help="Timed calls always taken per measurement."),
+    max_samples: int = typer.Option(2000, "--max-samples", help="Timed calls at most per measurement."),
+    target_ci: float = typer.Option(0.01, "--target-ci", help="Stop at this relative half-width of the median's CI."),
+    rounds: int = typer.Option(1, "--rounds", help="Interleaved rounds a measurement takes part in at least."),
+    calls_per_round: int = typer.Option(10, "--calls-per-round", help="Timed calls per configuration per round."),
+    group_size: int = typer.Option(4, "--group-size", help="Architectures prepared and interleaved together."),
+) -> None:
+    """Sample architectures from a space and measure whole models (and blocks) on a device, into a result store."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from latbench.profiling.job import profile_space
+    from latbench.space import get_space
+
+    sp = get_space(space)
+    deploy = deploy_config(backend, device, mode, precision, threads, cache, batch, seq, option)
+    proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+    progress = Progress(
+        TextColumn("[bold]profile"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=False,
+    )
+    task = None
+
+    def on_progress(done: int, total: int, row: dict[str, Any] | None) -> None:
+        nonlocal task
+        if task is None:
+            task = progress.add_task("", total=total, completed=done)
+            return
+        desc = ""
+        if row is not None:
+            desc = f"{row['scope']} {row['median_ms']:.3f} ms" + (" (unstable)" if row["unstable"] else "")
+        progress.update(task, completed=done, description=desc)
+
+    console.print(f"deployment  {deploy.label()}")
+    with progress:
+        report = profile_space(
+            sp, samples, seed, deploy, proto, out, blocks=blocks, group_size=group_size, on_progress=on_progress
+        )
+    console.print(
+        f"wrote {report.measured} rows to {out} ({report.already_done} already there, "
+        f"{report.unstable} unstable) in {report.wall_s:.1f} s; env {report.env_id}"
+    )
+
+
+def measure(
+    model: str = typer.Argument(..., help="MODEL.onnx, or module:factory (a callable returning an nn.Module)."),
+    input_: list[str] = typer.Option(..., "--input", help="name:shape[:dtype[:high]], e.g. ids:1x128:int64:30522"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda:N."),
+    backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, bf16 or int8."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU intra-op threads (default: usable cores)."),
+    cache: str = typer.Option("warm", "--cache", help="warm or cold."),
+    option: list[str] | None = typer.Option(None, "--option", help="Backend option KEY=VALUE (repeatable)."),
+    budget_s: float = typer.Option(5.0, "--budget-s", help="Time budget, in seconds."),
+    min_samples: int = typer.Option(50, "--min-samples", help="Timed calls always taken."),
+    max_samples: int = typer.Option(2000, "--max-samples", help="Timed calls at most."),
+    target_ci: float = typer.Option(0.01, "--target-ci", help="Stop at this relative half-width of the median's CI."),
+    out: Path | None = typer.Option(None, "--out", help="Also append the row to this result store."),
+    as_json: bool = typer.Option(False, "--json", help="Print the measurement as JSON."),
+) -> None:
+    """Measure a user's own model with the same protocol and output as ``profile``."""
+    from latbench.profiling.job import measure_user_model
+    from latbench.profiling.user_model import InputSpec
+
+    specs = [InputSpec.parse(s) for s in input_]
+    batch = specs[0].shape[0]
+    seq = specs[0].shape[1] if len(specs[0].shape) == 2 and specs[0].dtype.startswith("int") else None
+    deploy = deploy_config(backend, device, mode, precision, threads, cache, batch, seq, option)
+    proto = protocol_config(budget_s, min_samples, max_samples, target_ci, 1, 10)
+    row = measure_user_model(model, specs, deploy, proto, out=out)
+    if as_json:
+        typer.echo(json.dumps({k: v for k, v in row.items() if k != "samples_ms"}, indent=2, default=str))
+        return
+    _print_row(row)
+    if out is not None:
+        console.print(f"appended to {out}")
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    console.print(f"model       {row['arch']}")
+    console.print(f"deployment  {row['deploy_key']}")
+    console.print(
+        f"median      {row['median_ms']:.4f} ms  (95% CI {row['ci_low_ms']:.4f}..{row['ci_high_ms']:.4f}, n {row['n']})"
+    )
+    console.print(
+        f"quantiles   min {row['min_ms']:.4f}  p10 {row['p10_ms']:.4f}  p90 {row['p90_ms']:.4f}  "
+        f"p99 {row['p99_ms']:.4f}  mean {row['mean_ms']:.4f}  IQR/median {row['iqr_ratio']:.3f}"
+    )
+    console.print(f"build       {row['build_ms']:.1f} ms ({row['runtime']})")
+    state = "unstable: " + row["unstable_reasons"] if row["unstable"] else "stable"
+    console.print(f"status      {state} (stopped: {row['stop_reason']})")
+
+
+def show(
+    store: Path = typer.Argument(..., help="A result store written by latbench profile / measure."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Summarise a result store: rows, stable share, median CI width, deployments and fingerprints."""
+    from rich.table import Table
+
+    from latbench.profiling.store import ResultStore
+
+    st = ResultStore.open_readonly(store)
+    s = st.summary()
+    if as_json:
+        typer.echo(json.dumps(s, indent=2, default=str))
+        return
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+    console.print(f"store       {store}")
+    console.print(
+        f"rows        {s['rows']} ({s['models']} models, {s['blocks']} blocks) over {s['archs']} architectures"
+    )
+    console.print(f"stable      {pct(s['stable_share'])} ({s['unstable_rows']} unstable rows)")
+    console.print(f"median CI   ±{pct(s['median_ci_rel_halfwidth'])} of the median (median over rows)")
+    console.print(f"spaces      {', '.join(s['spaces']) or '-'}")
+    table = Table(title="deployments")
+    table.add_column("deployment")
+    table.add_column("rows", justify="right")
+    for key, n in s["rows_by_deployment"].items():
+        table.add_row(key, str(n))
+    console.print(table)
+    for env_id, info in s["envs"].items():
+        console.print(f"env {env_id}  {info['description']} ({info['rows']} rows)")
+
+
+def build_lut(
+    out: Path = typer.Option(..., "--out", help="The table to write (latbench LUT JSON)."),
+    grid: Path | None = typer.Option(None, "--grid", help="Grid JSON: family, axes and their values (see docs)."),
+    from_store: Path | None = typer.Option(None, "--from", help="Build from the block rows of this result store."),
+    store: Path | None = typer.Option(None, "--store", help="Result store for the grid's rows (default: OUT.parquet)."),
+    space: str | None = typer.Option(
+        None, "--space", help="Accepted for symmetry with profile; the grid names the family."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda:N."),
+    backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, bf16 or int8."),
+    batch: int = typer.Option(1, "--batch", help="Batch size."),
+    seq: int | None = typer.Option(None, "--seq", help="Sequence length (bert, gpt)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU intra-op threads (default: usable cores)."),
+    cache: str = typer.Option("warm", "--cache", help="warm or cold."),
+    option: list[str] | None = typer.Option(None, "--option", help="Backend option KEY=VALUE (repeatable)."),
+    statistic: str = typer.Option("median", "--statistic", help="median, p10, min or mean of each point's samples."),
+    deploy_key: str | None = typer.Option(None, "--deploy-key", help="With --from: which deployment's rows."),
+    budget_s: float = typer.Option(5.0, "--budget-s", help="Time budget of one measurement, in seconds."),
+    min_samples: int = typer.Option(50, "--min-samples", help="Timed calls always taken per measurement."),
+    max_samples: int = typer.Option(2000, "--max-samples", help="Timed calls at most per measurement."),
+    target_ci: float = typer.Option(0.01, "--target-ci", help="Stop at this relative half-width of the median's CI."),
+    rounds: int = typer.Option(1, "--rounds", help="Interleaved rounds a measurement takes part in at least."),
+    calls_per_round: int = typer.Option(10, "--calls-per-round", help="Timed calls per configuration per round."),
+    group_size: int = typer.Option(8, "--group-size", help="Grid points prepared and interleaved together."),
+    seed: int = typer.Option(0, "--seed", help="Weight seed."),
+) -> None:
+    """Build a latency look-up table: profile every grid point as one block (resumable), or --from a store."""
+    from latbench.lut.build import build_lut as _build
+    from latbench.lut.build import lut_from_store
+
+    if (grid is None) == (from_store is None):
+        raise LatbenchError("--grid/--from", "give exactly one: a grid to profile, or a store to build from")
+    if from_store is not None:
+        table = lut_from_store(from_store, out, deploy_key=deploy_key, statistic=statistic)
+    else:
+        if space is not None:
+            from latbench.space import get_space
+
+            get_space(space)  # validated, so a typo is not silently ignored
+        deploy = deploy_config(backend, device, mode, precision, threads, cache, batch, seq, option)
+        proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+        console.print(f"deployment  {deploy.label()}")
+        table = _build(grid, deploy, proto, out, store=store, statistic=statistic, group_size=group_size, seed=seed)  # type: ignore[arg-type]
+    cov = table.coverage()
+    shape = " x ".join(f"{a.name} {len(a.values)}" for a in table.axes)
+    console.print(
+        f"wrote {out}: grid {shape}; {cov.measured}/{cov.total} measured "
+        f"({cov.unstable} unstable, {cov.missing} missing)"
+    )

@@ -1,0 +1,340 @@
+"""The profiling job: sample architectures, build them, measure models and blocks, store every row.
+
+``latbench profile`` is a thin wrapper around :func:`profile_space`. The job is
+resumable: every measurement has a key in the :class:`~latbench.profiling.store.ResultStore`
+(architecture, scope, block index, deployment, workload); a run started again
+with the same command measures only the keys the store lacks, so a run killed at
+any moment ends, once restarted, with exactly the requested rows.
+
+Architectures are measured in groups: the whole models (and, with ``blocks``,
+each distinct block) of ``group_size`` architectures are prepared together and
+timed in interleaved rounds (A B C A B C ...), so slow drift of the machine
+spreads over all of them instead of biasing whichever ran during a bad second
+(MEASUREMENT.md). Each group's rows are written as soon as it is done.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latbench.errors import LatbenchError
+from latbench.models.cost import Cost, block_cost, model_cost
+from latbench.profiling.config import DeployConfig, ProtocolConfig
+from latbench.profiling.store import MeasurementKey, ResultStore
+from latbench.space import Arch, SearchSpace
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One thing to measure: a whole model (``block_index`` -1) or one block of an architecture."""
+
+    arch: Arch
+    scope: str
+    block_index: int
+
+    def key(self, deploy: DeployConfig) -> MeasurementKey:
+        return (self.arch.to_json(), self.scope, self.block_index, deploy.key(), deploy.batch, deploy.seq_len)
+
+    def label(self) -> str:
+        part = "model" if self.scope == "model" else f"block {self.block_index}"
+        return f"{self.arch.describe()} / {part}"
+
+
+@dataclass
+class ProfileReport:
+    """What a profiling run did."""
+
+    out: Path
+    requested: int
+    already_done: int
+    measured: int = 0
+    unstable: int = 0
+    wall_s: float = 0.0
+    env_id: str = ""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def work_items(archs: Sequence[Arch], blocks: bool) -> list[WorkItem]:
+    """The model of each architecture and, with ``blocks``, the first block of each distinct layer spec."""
+    from latbench.models import distinct_blocks
+
+    items: list[WorkItem] = []
+    seen: set[Arch] = set()
+    for arch in archs:
+        if arch in seen:  # a space may sample the same architecture twice; it is measured once
+            continue
+        seen.add(arch)
+        items.append(WorkItem(arch, "model", -1))
+        if blocks:
+            items.extend(WorkItem(arch, "block", i) for i in distinct_blocks(arch))
+    return items
+
+
+def check_workload(space_family: str, deploy: DeployConfig) -> None:
+    """Text families need a sequence length; images take theirs from the architecture."""
+    if space_family in ("bert", "gpt") and deploy.seq_len is None:
+        raise LatbenchError("--seq", f"family {space_family!r} needs a sequence length")
+    if space_family == "vit" and deploy.seq_len is not None:
+        raise LatbenchError("--seq", "family 'vit' takes its tokens from image and patch size; leave --seq out")
+
+
+def _build(item: WorkItem, deploy: DeployConfig, seed: int) -> tuple[Any, Any]:
+    from latbench.models import block_inputs, build_block, build_model, example_inputs
+
+    if item.scope == "model":
+        return build_model(item.arch, seed=seed), example_inputs(item.arch, deploy.batch, deploy.seq_len, seed=seed)
+    return build_block(item.arch, item.block_index, seed=seed), block_inputs(
+        item.arch, deploy.batch, deploy.seq_len, seed=seed
+    )
+
+
+def _cost(item: WorkItem, deploy: DeployConfig) -> Cost:
+    dtype = "fp32" if deploy.precision == "int8" else deploy.precision
+    if item.scope == "model":
+        return model_cost(item.arch, deploy.batch, deploy.seq_len, dtype).total
+    return block_cost(item.arch, item.block_index, deploy.batch, deploy.seq_len, dtype)
+
+
+def measurement_row(
+    item: WorkItem,
+    space_name: str,
+    deploy: DeployConfig,
+    measurement: Any,
+    env_id: str,
+    peaks: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One store row: identity, deployment, workload, statistics, cost and roofline."""
+    cost = _cost(item, deploy)
+    roofline_ms = None
+    if peaks and peaks.get("peak_flops") and peaks.get("peak_bytes_per_s"):
+        roofline_ms = cost.roofline_ms(float(peaks["peak_flops"]), float(peaks["peak_bytes_per_s"]))
+    row: dict[str, Any] = {
+        "arch": item.arch.to_json(),
+        "space": space_name,
+        "scope": item.scope,
+        "block_index": item.block_index,
+        "deploy_key": deploy.key(),
+        "backend": deploy.backend,
+        "mode": deploy.mode,
+        "precision": deploy.precision,
+        "device": deploy.device,
+        "threads": deploy.threads,
+        "cache": deploy.cache,
+        "batch": deploy.batch,
+        "seq_len": deploy.seq_len,
+        "n_blocks": item.arch.n_layers if item.scope == "model" else 1,
+        "env_id": env_id,
+        "flops": cost.flops,
+        "params": cost.params,
+        "bytes": cost.bytes,
+        "roofline_ms": roofline_ms,
+        "timestamp": time.time(),
+    }
+    row.update(measurement.to_row())
+    if roofline_ms:
+        row["roofline_ratio"] = row["median_ms"] / roofline_ms
+    return row
+
+
+def environment(deploy: DeployConfig, store: ResultStore, measure_peaks: bool) -> dict[str, Any]:
+    """This machine's fingerprint, with attainable peaks (measured once per environment and kept in the store)."""
+    from dataclasses import replace
+
+    from latbench.profiling.fingerprint import collect
+
+    fp = collect(threads=deploy.threads)
+    known = store.fingerprints().get(fp.env_id, {})
+    peaks = dict(known.get("peaks") or {})
+    key = f"{deploy.device}/{deploy.precision}"
+    if measure_peaks and key not in peaks:
+        from latbench.profiling.peaks import measure_peaks as _measure
+
+        peaks[key] = _measure(deploy)
+    fp = replace(fp, peaks=peaks)
+    return fp.to_dict()
+
+
+def profile_archs(
+    archs: Sequence[Arch],
+    space_name: str,
+    deploy: DeployConfig,
+    protocol: ProtocolConfig,
+    out: str | Path,
+    *,
+    blocks: bool = True,
+    **kwargs: Any,
+) -> ProfileReport:
+    """Measure ``archs`` (whole models and, with ``blocks``, their distinct blocks) into the store at ``out``."""
+    return profile_items(work_items(archs, blocks), space_name, deploy, protocol, out, **kwargs)
+
+
+def profile_items(
+    items: Sequence[WorkItem],
+    space_name: str,
+    deploy: DeployConfig,
+    protocol: ProtocolConfig,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    group_size: int = 4,
+    peaks: bool = True,
+    on_progress: Callable[[int, int, dict[str, Any] | None], None] | None = None,
+) -> ProfileReport:
+    """Measure ``items`` into the store at ``out``, skipping keys it already holds (resumption).
+
+    Items of one architecture are prepared and interleaved together with those of the next
+    ``group_size - 1`` architectures. ``on_progress(done, total, row)`` is called once at the
+    start (``row`` None) and after each measurement.
+    """
+    from latbench.profiling.base import get_backend
+    from latbench.profiling.protocol import measure_interleaved
+
+    if group_size < 1:
+        raise LatbenchError("--group-size", f"must be >= 1, got {group_size}")
+    backend = get_backend(deploy)  # a missing library or GPU fails here, before anything is written
+    items = list({it.key(deploy): it for it in items}.values())
+    t0 = time.perf_counter()
+    with ResultStore(out) as store:
+        todo = [it for it in items if it.key(deploy) not in store]
+        report = ProfileReport(out=Path(out), requested=len(items), already_done=len(items) - len(todo))
+        env = environment(deploy, store, peaks)
+        report.env_id = env["env_id"]
+        env_peaks = env["peaks"].get(f"{deploy.device}/{deploy.precision}")
+        envs: dict[str, dict[str, Any]] | None = {env["env_id"]: env}
+        done = report.already_done
+        if on_progress:
+            on_progress(done, len(items), None)
+        # Group by architecture so a model and its blocks are interleaved together.
+        by_arch: dict[str, list[WorkItem]] = {}
+        for it in todo:
+            by_arch.setdefault(it.arch.to_json(), []).append(it)
+        arch_groups = list(by_arch.values())
+        for g in range(0, len(arch_groups), group_size):
+            group = [it for items_of_arch in arch_groups[g : g + group_size] for it in items_of_arch]
+            prepared = []
+            try:
+                for it in group:
+                    module, inputs = _build(it, deploy, seed)
+                    prepared.append(backend.prepare(module, inputs))
+                measurements = measure_interleaved(prepared, protocol, gpu_index=deploy.gpu_index)
+            finally:
+                for p in prepared:
+                    p.close()
+            rows = [
+                measurement_row(it, space_name, deploy, m, report.env_id, env_peaks)
+                for it, m in zip(group, measurements)
+            ]
+            store.append(rows, envs)
+            envs = None
+            report.rows.extend(rows)
+            report.measured += len(rows)
+            report.unstable += sum(bool(r["unstable"]) for r in rows)
+            for r in rows:
+                done += 1
+                if on_progress:
+                    on_progress(done, len(items), r)
+    report.wall_s = time.perf_counter() - t0
+    return report
+
+
+def profile_space(
+    space: SearchSpace,
+    n_archs: int,
+    seed: int,
+    deploy: DeployConfig,
+    protocol: ProtocolConfig,
+    out: str | Path,
+    **kwargs: Any,
+) -> ProfileReport:
+    """Sample ``n_archs`` architectures of ``space`` with ``seed`` (same seed, same architectures) and profile them."""
+    if n_archs < 1:
+        raise LatbenchError("--samples", f"must be >= 1, got {n_archs}")
+    check_workload(space.family, deploy)
+    archs = space.sample(seed, n=n_archs)
+    return profile_archs(archs, space.name, deploy, protocol, out, seed=seed, **kwargs)  # type: ignore[arg-type]
+
+
+def measure_user_model(
+    model: str,
+    inputs: Sequence[Any],
+    deploy: DeployConfig,
+    protocol: ProtocolConfig,
+    *,
+    out: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Measure a user's model (``MODEL.onnx`` or ``module:factory``) with the profiling protocol.
+
+    ``inputs`` are :class:`~latbench.profiling.user_model.InputSpec`; they are passed by name
+    (keyword arguments of the module, or the ONNX graph's input names). Returns the row, which
+    is also appended to the store at ``out`` when given (its key is the model string).
+    """
+    from latbench.profiling.base import get_backend, is_onnx_file
+    from latbench.profiling.fingerprint import collect
+    from latbench.profiling.protocol import measure
+    from latbench.profiling.user_model import load_factory
+
+    backend = get_backend(deploy)
+    tensors = {spec.name: spec.make(seed + i) for i, spec in enumerate(inputs)}
+    params = flops = None
+    if is_onnx_file(model):
+        if not Path(model).is_file():
+            raise LatbenchError(str(model), "no such file")
+        module: Any = str(model)
+    else:
+        module = load_factory(model)
+        params = sum(p.numel() for p in module.parameters())
+        flops = _count_flops(module, tensors)
+    prepared = backend.prepare(module, tensors)
+    try:
+        m = measure(prepared, protocol, gpu_index=deploy.gpu_index)
+    finally:
+        prepared.close()
+    fp = collect(threads=deploy.threads).to_dict()
+    row: dict[str, Any] = {
+        "arch": f"user:{model}",
+        "space": "user",
+        "scope": "model",
+        "block_index": -1,
+        "deploy_key": deploy.key(),
+        "backend": deploy.backend,
+        "mode": deploy.mode,
+        "precision": deploy.precision,
+        "device": deploy.device,
+        "threads": deploy.threads,
+        "cache": deploy.cache,
+        "batch": deploy.batch,
+        "seq_len": deploy.seq_len,
+        "env_id": fp["env_id"],
+        "flops": flops,
+        "params": params,
+        "roofline_ms": None,
+        "inputs": ";".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in inputs),
+        "timestamp": time.time(),
+    }
+    row.update(m.to_row())
+    if out is not None:
+        with ResultStore(out) as store:
+            key = (row["arch"], "model", -1, row["deploy_key"], row["batch"], row["seq_len"])
+            if key in store:
+                raise LatbenchError(str(out), f"already holds a measurement of {model} in this deployment")
+            store.append([row], {fp["env_id"]: fp})
+    return row
+
+
+def _count_flops(module: Any, inputs: dict[str, Any]) -> int | None:
+    """FLOPs of one call counted by torch's FlopCounterMode (matmuls, convolutions, attention)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            module(**inputs)
+        return int(counter.get_total_flops())
+    except Exception:  # a model the counter cannot trace still gets its latency measured
+        return None

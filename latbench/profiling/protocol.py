@@ -1,0 +1,387 @@
+"""The timing protocol of MEASUREMENT.md: warm-up, one sample per call, adaptive stop, interleaving.
+
+For each prepared configuration:
+
+1. warm-up: at least ``warmup_calls`` untimed calls and at least ``warmup_s``
+   seconds (0.2 s CPU, 25 ms GPU by default);
+2. sampling in rounds of ``calls_per_round`` calls, one latency per call, every
+   raw sample kept. Several configurations are *interleaved*: each round gives
+   every configuration still sampling its calls, A B C A B C ..., so that drift
+   of the machine spreads over all of them instead of biasing one;
+3. a configuration stops after a round in which the 95% CI of its median
+   (order statistics, :func:`~latbench.profiling.stats.median_ci`) lies within
+   ``±target_rel_ci`` of the median, once it has ``min_samples`` and ``min_rounds``;
+   or when its time (warm-up included) passes ``budget_s`` with ``min_samples``
+   taken; or at ``max_samples``.
+
+A :class:`Measurement` is unstable when IQR/median exceeds ``unstable_iqr_ratio``,
+when it stopped before its CI was tight (budget or sample cap), or when the GPU
+reported a throttle reason other than idle before or after sampling. Load
+average (and on a GPU the NVML state) is read before and after.
+
+The clock and the environment probes are parameters, so that tests drive the
+whole protocol with a scripted fake backend and time nothing real.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from latbench.errors import LatbenchError
+from latbench.profiling import fingerprint
+from latbench.profiling.base import Prepared
+from latbench.profiling.config import DeployConfig, ProtocolConfig
+from latbench.profiling.stats import Stats, ci_converged
+
+#: Why sampling of a configuration stopped.
+STOP_REASONS: tuple[str, ...] = ("converged", "budget", "max_samples")
+
+#: The columns :meth:`Measurement.to_row` gives, in order.
+ROW_COLUMNS: tuple[str, ...] = (
+    "median_ms",
+    "mean_ms",
+    "min_ms",
+    "max_ms",
+    "std_ms",
+    "p10_ms",
+    "p25_ms",
+    "p75_ms",
+    "p90_ms",
+    "p99_ms",
+    "iqr_ratio",
+    "ci_low_ms",
+    "ci_high_ms",
+    "n",
+    "unstable",
+    "unstable_reasons",
+    "build_ms",
+    "budget_exhausted",
+    "stop_reason",
+    "wall_s",
+    "runtime",
+    "samples_ms",
+)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Reads what drifts in the environment; replaced by fakes in tests.
+
+    Attributes:
+        load_average: Returns the 1/5/15-minute load average, or ``None``.
+        gpu_state: Returns NVML's state of a GPU (see :func:`latbench.profiling.fingerprint.gpu_state`).
+    """
+
+    load_average: Callable[[], list[float] | None] = fingerprint.load_average
+    gpu_state: Callable[[int], dict[str, Any] | None] = fingerprint.gpu_state
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One configuration's latency: statistics, every raw sample, and the conditions it was taken in.
+
+    Attributes:
+        config: The deployment measured.
+        runtime: Runtime and version (``"onnxruntime 1.32.0"``).
+        stats: Summary of ``samples_ms``.
+        samples_ms: Every timed call, in the order taken (ms).
+        unstable: Whether any of ``unstable_reasons`` holds.
+        unstable_reasons: Why the number should not be trusted, one phrase each.
+        build_ms: Preparation time (export, compile, capture, engine build), apart from latency.
+        budget_exhausted: Sampling stopped on the time budget with the CI still wide.
+        stop_reason: ``"converged"``, ``"budget"`` or ``"max_samples"``.
+        warmup_calls: Untimed warm-up calls made before sampling.
+        rounds: Rounds this configuration took part in.
+        load_avg_before: Load average before warm-up.
+        load_avg_after: Load average after sampling.
+        gpu_state_before: NVML state after warm-up, before sampling (``None`` on the CPU).
+        gpu_state_after: NVML state after sampling.
+        wall_s: Time this configuration itself ran (warm-up and sampling), in seconds.
+        info: What the backend recorded (providers, engine cache, ...).
+    """
+
+    config: DeployConfig
+    runtime: str
+    stats: Stats
+    samples_ms: tuple[float, ...]
+    unstable: bool
+    unstable_reasons: tuple[str, ...]
+    build_ms: float
+    budget_exhausted: bool
+    stop_reason: str
+    warmup_calls: int
+    rounds: int
+    load_avg_before: tuple[float, ...] | None
+    load_avg_after: tuple[float, ...] | None
+    gpu_state_before: dict[str, Any] | None
+    gpu_state_after: dict[str, Any] | None
+    wall_s: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median_ms(self) -> float:
+        return self.stats.median_ms
+
+    def to_row(self) -> dict[str, Any]:
+        """Flat columns for the result store (:data:`ROW_COLUMNS`); ``samples_ms`` is a list,
+        ``unstable_reasons`` one string joined by ``"; "`` (empty when stable)."""
+        s = self.stats
+        return {
+            "median_ms": s.median_ms,
+            "mean_ms": s.mean_ms,
+            "min_ms": s.min_ms,
+            "max_ms": s.max_ms,
+            "std_ms": s.std_ms,
+            "p10_ms": s.p10_ms,
+            "p25_ms": s.p25_ms,
+            "p75_ms": s.p75_ms,
+            "p90_ms": s.p90_ms,
+            "p99_ms": s.p99_ms,
+            "iqr_ratio": s.iqr_ratio,
+            "ci_low_ms": s.ci_low_ms,
+            "ci_high_ms": s.ci_high_ms,
+            "n": s.n,
+            "unstable": self.unstable,
+            "unstable_reasons": "; ".join(self.unstable_reasons),
+            "build_ms": self.build_ms,
+            "budget_exhausted": self.budget_exhausted,
+            "stop_reason": self.stop_reason,
+            "wall_s": self.wall_s,
+            "runtime": self.runtime,
+            "samples_ms": list(self.samples_ms),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-able (the config and stats as nested dicts)."""
+        return {
+            "config": self.config.to_dict(),
+            "runtime": self.runtime,
+            "stats": self.stats.to_dict(),
+            "samples_ms": list(self.samples_ms),
+            "unstable": self.unstable,
+            "unstable_reasons": list(self.unstable_reasons),
+            "build_ms": self.build_ms,
+            "budget_exhausted": self.budget_exhausted,
+            "stop_reason": self.stop_reason,
+            "warmup_calls": self.warmup_calls,
+            "rounds": self.rounds,
+            "load_avg_before": None if self.load_avg_before is None else list(self.load_avg_before),
+            "load_avg_after": None if self.load_avg_after is None else list(self.load_avg_after),
+            "gpu_state_before": self.gpu_state_before,
+            "gpu_state_after": self.gpu_state_after,
+            "wall_s": self.wall_s,
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
+        """Inverse of :meth:`to_dict`."""
+        try:
+            return cls(
+                config=DeployConfig.from_dict(data["config"]),
+                runtime=str(data["runtime"]),
+                stats=Stats.from_dict(data["stats"]),
+                samples_ms=tuple(float(x) for x in data["samples_ms"]),
+                unstable=bool(data["unstable"]),
+                unstable_reasons=tuple(str(r) for r in data["unstable_reasons"]),
+                build_ms=float(data["build_ms"]),
+                budget_exhausted=bool(data["budget_exhausted"]),
+                stop_reason=str(data["stop_reason"]),
+                warmup_calls=int(data["warmup_calls"]),
+                rounds=int(data["rounds"]),
+                load_avg_before=_opt_tuple(data.get("load_avg_before")),
+                load_avg_after=_opt_tuple(data.get("load_avg_after")),
+                gpu_state_before=data.get("gpu_state_before"),
+                gpu_state_after=data.get("gpu_state_after"),
+                wall_s=float(data["wall_s"]),
+                info=dict(data.get("info") or {}),
+            )
+        except KeyError as exc:
+            raise LatbenchError("measurement", f"missing field {exc.args[0]!r}") from None
+
+
+def _opt_tuple(value: Any) -> tuple[float, ...] | None:
+    return None if value is None else tuple(float(x) for x in value)
+
+
+class _Run:
+    """Bookkeeping of one configuration during a (possibly interleaved) measurement."""
+
+    def __init__(self, prepared: Prepared, gpu_index: int | None) -> None:
+        self.prepared = prepared
+        self.gpu_index = gpu_index
+        self.samples: list[float] = []
+        self.spent_s = 0.0
+        self.rounds = 0
+        self.warmup_calls = 0
+        self.stop_reason: str | None = None
+
+    def timed(self, n: int, clock: Callable[[], float]) -> list[float]:
+        t0 = clock()
+        out = self.prepared.time_calls(n)
+        self.spent_s += clock() - t0
+        if len(out) != n:
+            raise LatbenchError(self.prepared.config.label(), f"the backend returned {len(out)} timings for {n} calls")
+        bad = [x for x in out if not (math.isfinite(x) and x >= 0)]
+        if bad:
+            raise LatbenchError(self.prepared.config.label(), f"the backend returned an invalid timing {bad[0]!r} ms")
+        return [float(x) for x in out]
+
+    def warm_up(self, protocol: ProtocolConfig, clock: Callable[[], float]) -> None:
+        seconds = protocol.warmup_seconds(self.gpu_index is not None)
+        t0 = clock()
+        chunk = max(1, protocol.warmup_calls)
+        if protocol.warmup_calls:
+            self.timed(protocol.warmup_calls, clock)
+            self.warmup_calls += protocol.warmup_calls
+        while clock() - t0 < seconds:
+            self.timed(chunk, clock)
+            self.warmup_calls += chunk
+
+    def update(self, protocol: ProtocolConfig) -> None:
+        n = len(self.samples)
+        if n >= protocol.min_samples and self.rounds >= protocol.min_rounds:
+            if ci_converged(self.samples, protocol.target_rel_ci, protocol.min_samples):
+                self.stop_reason = "converged"
+                return
+        if n >= protocol.max_samples:
+            self.stop_reason = "max_samples"
+        elif n >= protocol.min_samples and self.spent_s >= protocol.budget_s:
+            self.stop_reason = "budget"
+
+
+def measure(
+    prepared: Prepared,
+    protocol: ProtocolConfig | None = None,
+    gpu_index: int | None = None,
+    *,
+    clock: Callable[[], float] | None = None,
+    probe: Probe | None = None,
+) -> Measurement:
+    """Measure one prepared configuration with the protocol.
+
+    Args:
+        prepared: From :meth:`Backend.prepare`; left open (the caller closes it).
+        protocol: Protocol settings; defaults to :class:`ProtocolConfig`'s.
+        gpu_index: NVML index of the GPU to read before/after; ``None``: the config's CUDA index
+            (``None`` on the CPU).
+        clock: Seconds as a float (default ``time.perf_counter``); tests inject a fake.
+        probe: Environment readers (default: :class:`Probe`, i.e. load average and NVML).
+    """
+    return measure_interleaved([prepared], protocol, gpu_index, clock=clock, probe=probe)[0]
+
+
+def measure_interleaved(
+    prepared: Sequence[Prepared],
+    protocol: ProtocolConfig | None = None,
+    gpu_index: int | None = None,
+    *,
+    clock: Callable[[], float] | None = None,
+    probe: Probe | None = None,
+) -> list[Measurement]:
+    """Measure several prepared configurations, alternating them in rounds (A B C A B C ...).
+
+    Each configuration warms up once (in order), then every round gives each configuration
+    that is still sampling ``calls_per_round`` calls (preceded, when more than one is
+    interleaved, by ``round_warmup_calls`` untimed calls). A configuration leaves the rounds
+    when it converges, runs out of budget or reaches ``max_samples``; the others go on.
+
+    Returns:
+        One :class:`Measurement` per prepared configuration, in the order given.
+    """
+    if not prepared:
+        return []
+    protocol = protocol or ProtocolConfig()
+    clock = clock or time.perf_counter
+    probe = probe or Probe()
+    runs = [_Run(p, p.gpu_index if gpu_index is None else gpu_index) for p in prepared]
+    interleaved = len(runs) > 1
+    load_before = probe.load_average()
+    for run in runs:
+        run.warm_up(protocol, clock)
+    gpus = sorted({r.gpu_index for r in runs if r.gpu_index is not None})
+    gpu_before = {i: probe.gpu_state(i) for i in gpus}
+    active = list(runs)
+    while active:
+        for run in active:
+            if interleaved and protocol.round_warmup_calls:
+                run.timed(protocol.round_warmup_calls, clock)
+            n = min(protocol.calls_per_round, protocol.max_samples - len(run.samples))
+            run.samples.extend(run.timed(n, clock))
+            run.rounds += 1
+        for run in active:
+            run.update(protocol)
+        active = [r for r in active if r.stop_reason is None]
+    gpu_after = {i: probe.gpu_state(i) for i in gpus}
+    load_after = probe.load_average()
+    return [
+        _measurement(
+            r,
+            protocol,
+            load_before,
+            load_after,
+            gpu_before.get(r.gpu_index) if r.gpu_index is not None else None,
+            gpu_after.get(r.gpu_index) if r.gpu_index is not None else None,
+        )
+        for r in runs
+    ]
+
+
+def unstable_reasons(
+    stats: Stats,
+    protocol: ProtocolConfig,
+    stop_reason: str,
+    gpu_states: Sequence[dict[str, Any] | None] = (),
+) -> list[str]:
+    """The reasons a measurement is unstable (empty if it is not)."""
+    reasons = []
+    if stats.iqr_ratio > protocol.unstable_iqr_ratio:
+        reasons.append(f"IQR/median {stats.iqr_ratio:.3f} > {protocol.unstable_iqr_ratio:g}")
+    if stop_reason != "converged":
+        reasons.append(
+            f"median CI ±{stats.ci_rel_halfwidth:.2%} wider than ±{protocol.target_rel_ci:.2%} "
+            f"({'time budget' if stop_reason == 'budget' else 'max_samples'} reached)"
+        )
+    throttles: list[str] = []
+    for state in gpu_states:
+        if state and state.get("throttled"):
+            throttles += [r for r in state.get("throttle_reasons", []) if r not in fingerprint.BENIGN_THROTTLE]
+    if throttles:
+        reasons.append(f"GPU throttled ({', '.join(dict.fromkeys(throttles))})")
+    return reasons
+
+
+def _measurement(
+    run: _Run,
+    protocol: ProtocolConfig,
+    load_before: list[float] | None,
+    load_after: list[float] | None,
+    gpu_before: dict[str, Any] | None,
+    gpu_after: dict[str, Any] | None,
+) -> Measurement:
+    stats = Stats.from_samples(run.samples)
+    stop = run.stop_reason or "max_samples"
+    reasons = unstable_reasons(stats, protocol, stop, (gpu_before, gpu_after))
+    return Measurement(
+        config=run.prepared.config,
+        runtime=run.prepared.runtime,
+        stats=stats,
+        samples_ms=tuple(run.samples),
+        unstable=bool(reasons),
+        unstable_reasons=tuple(reasons),
+        build_ms=run.prepared.build_ms,
+        budget_exhausted=stop == "budget",
+        stop_reason=stop,
+        warmup_calls=run.warmup_calls,
+        rounds=run.rounds,
+        load_avg_before=_opt_tuple(load_before),
+        load_avg_after=_opt_tuple(load_after),
+        gpu_state_before=gpu_before,
+        gpu_state_after=gpu_after,
+        wall_s=run.spent_s,
+        info=dict(run.prepared.info),
+    )

@@ -1,0 +1,138 @@
+"""``latbench profile`` / ``measure`` / ``show`` end to end: rows, resumption after kill -9, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from latbench.cli import app
+from latbench.profiling.store import read_store
+from latbench.space import get_space
+from tests.cli.test_cli_foundation import assert_one_line_error
+
+runner = CliRunner()
+
+TINY_SPACE = {
+    "name": "tiny-bert",
+    "family": "bert",
+    "n_layers": {"min": 1, "max": 3},
+    "hidden": {"min": 32, "max": 64, "step": 32},
+    "heads": {"min": 1, "max": 2},
+    "qk_dim": {"min": 8, "max": 16, "step": 8},
+    "mlp": {"min": 32, "max": 128, "step": 32},
+    "extras": {"vocab_size": 100, "max_seq_len": 64},
+}
+FAST = ["--budget-s", "0.2", "--min-samples", "5", "--threads", "1", "--seq", "16"]
+
+
+@pytest.fixture
+def space_file(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(TINY_SPACE))
+    return p
+
+
+def profile_args(space_file: Path, out: Path, n: int = 3, *extra: str) -> list[str]:
+    return ["profile", "--space", str(space_file), "--samples", str(n), "--seed", "0", "--out", str(out), *FAST, *extra]
+
+
+def test_profile_writes_models_and_distinct_blocks_then_resumes(space_file, tmp_path):
+    out = tmp_path / "runs" / "x.parquet"
+    result = runner.invoke(app, profile_args(space_file, out))
+    assert result.exit_code == 0, result.output
+    df = read_store(out)
+    archs = get_space(str(space_file)).sample(0, n=3)
+    assert set(df[df.scope == "model"].arch) == {a.to_json() for a in archs}
+    n_blocks = sum(len({layer for layer in a.layers}) for a in set(archs))
+    assert (df.scope == "block").sum() == n_blocks
+    assert (df.median_ms > 0).all() and (df.p90_ms >= df.median_ms).all() and (df.min_ms <= df.median_ms).all()
+    assert (df.ci_low_ms <= df.median_ms).all() and (df.median_ms <= df.ci_high_ms).all()
+    assert all(len(s) == n for s, n in zip(df.samples_ms, df.n))
+    assert (df.flops > 0).all() and (df.roofline_ms > 0).all() and df.env_id.nunique() == 1
+    assert (df.backend == "torch").all() and (df["mode"] == "eager").all() and (df.seq_len == 16).all()
+    # Same command again: nothing left to measure, nothing duplicated.
+    again = runner.invoke(app, profile_args(space_file, out))
+    assert again.exit_code == 0 and "wrote 0 rows" in again.output
+    assert len(read_store(out)) == len(df)
+    shown = runner.invoke(app, ["show", str(out), "--json"])
+    summary = json.loads(shown.stdout)
+    assert summary["rows"] == len(df) and summary["models"] == 3
+
+
+def test_profile_no_blocks_and_seed_determinism(space_file, tmp_path):
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    for out in (a, b):
+        assert runner.invoke(app, profile_args(space_file, out, 2, "--no-blocks")).exit_code == 0
+    da, db = read_store(a), read_store(b)
+    assert (da.scope == "model").all() and list(da.arch) == list(db.arch)
+
+
+def test_profile_killed_mid_run_resumes_to_exactly_the_requested_rows(space_file, tmp_path):
+    out = tmp_path / "k.parquet"
+    args = profile_args(space_file, out, 6)
+    cmd = [sys.executable, "-c", "from latbench.cli import main; main()", *args]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not out.exists():  # kill once the first group is written
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = len(read_store(out)) if out.exists() else 0
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    df = read_store(out)
+    archs = set(get_space(str(space_file)).sample(0, n=6))
+    expected = len(archs) + sum(len(set(a.layers)) for a in archs)
+    assert len(df) == expected >= partial
+    assert not df.duplicated(["arch", "scope", "block_index", "deploy_key"]).any()
+
+
+def test_measure_a_user_factory_and_an_onnx_file(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    src = tmp_path / "mymodel.py"
+    src.write_text(
+        "import torch\n"
+        "def make():\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))\n"
+    )
+    fast = ["--budget-s", "0.2", "--min-samples", "5", "--threads", "1"]
+    out = tmp_path / "m.parquet"
+    result = runner.invoke(app, ["measure", f"{src}:make", "--input", "input:2x16", *fast, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["median_ms"] > 0 and row["params"] == 16 * 32 + 32 + 32 * 4 + 4
+    assert row["flops"] == 2 * 2 * (16 * 32 + 32 * 4)
+    assert len(read_store(out)) == 1
+    onnx_path = tmp_path / "m.onnx"
+    model = torch.nn.Sequential(torch.nn.Linear(16, 4))
+    torch.onnx.export(model, (torch.randn(2, 16),), str(onnx_path), input_names=["x"], dynamo=False)
+    result = runner.invoke(app, ["measure", str(onnx_path), "--backend", "onnxruntime", "--input", "x:2x16", *fast])
+    assert result.exit_code == 0, result.output
+    assert "median" in result.stdout and "onnxruntime" in result.stdout
+
+
+def test_bad_profile_and_measure_input_is_one_line(space_file, tmp_path):
+    out = str(tmp_path / "x.parquet")
+    base = ["profile", "--space", str(space_file), "--out", out, "--seq", "16"]
+    assert_one_line_error(runner.invoke(app, [*base, "--mode", "graph"]), "--mode", "graph")
+    assert_one_line_error(runner.invoke(app, [*base, "--backend", "tensorrt", "--device", "cuda:0"]), "tensorrt")
+    assert_one_line_error(runner.invoke(app, [*base, "--option", "tensorrt.workspace_mb=64"]), "tensorrt")
+    assert_one_line_error(runner.invoke(app, [*base, "--samples", "0"]), "--samples")
+    assert_one_line_error(runner.invoke(app, ["profile", "--space", str(space_file), "--out", out]), "--seq")
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("not parquet")
+    assert_one_line_error(runner.invoke(app, ["show", str(bad)]), str(bad))
+    assert_one_line_error(runner.invoke(app, ["measure", "nosuchmodule:make", "--input", "x:1x4"]), "nosuchmodule")
+    assert_one_line_error(runner.invoke(app, ["measure", "m.py:f", "--input", "x:1xq"]), "--input")
+    assert not Path(out).exists()
