@@ -321,6 +321,12 @@ def cast_inputs(inputs: NamedInputs, dtype: torch.dtype, device: Any) -> NamedIn
     return inputs.replace(out)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if empty), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def is_onnx_file(model: ModelLike) -> bool:
     """Whether ``model`` names an ONNX file rather than being a module."""
     return isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx")

@@ -228,7 +228,8 @@ def test_onnxruntime_cpu_lifecycle_and_provider_check(precision: str) -> None:
         else:
             assert p.info["quantize_ms"] > 0
             assert torch.allclose(ort_output(p), expected, atol=0.1)
-        workdir = p._workdir
+        workdir = Path(p._remove_workdir.peek()[2][0])
+        assert workdir.is_dir()
     assert not workdir.exists()  # temporary export removed on close
 
 
@@ -537,6 +538,51 @@ def test_engine_cache_builds_once(tmp_path: Path) -> None:
     assert (first[1], second[1]) == (False, True) and second[2] == 0.0
     meta = json.loads((tmp_path / ("k" * 32 + ".json")).read_text())
     assert meta["precision"] == "fp16" and meta["engine_build_ms"] >= 0
+
+
+def test_engine_io_binding_matches_inputs_by_name_and_sizes_outputs() -> None:
+    from latbench.profiling.backends._export import OnnxModel
+    from latbench.profiling.backends.tensorrt import TensorRTBackend
+
+    trt = types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"))
+    dtypes = {"mask": "INT64", "x": "FLOAT", "y": "HALF"}
+
+    class Engine:
+        num_io_tensors = 3
+
+        def get_tensor_name(self, i: int) -> str:
+            return ["mask", "x", "y"][i]
+
+        def get_tensor_mode(self, name: str) -> str:
+            return "out" if name == "y" else "in"
+
+        def get_tensor_dtype(self, name: str) -> Any:
+            return types.SimpleNamespace(name=dtypes[name])
+
+    class Context:
+        def __init__(self) -> None:
+            self.shapes: dict[str, tuple] = {}
+            self.addresses: dict[str, int] = {}
+
+        def set_input_shape(self, name: str, shape: tuple) -> bool:
+            self.shapes[name] = shape
+            return True
+
+        def get_tensor_shape(self, name: str) -> tuple:
+            return (self.shapes["x"][0], 7)
+
+        def set_tensor_address(self, name: str, address: int) -> None:
+            self.addresses[name] = address
+
+    config = DeployConfig(backend="tensorrt", device="cuda", batch=2)
+    inputs = normalise_inputs({"x": torch.randn(2, 5), "mask": torch.ones(2, 5, dtype=torch.int32)}, config)
+    onnx = OnnxModel(Path("m.onnx"), inputs.names, 0.0, "torchscript", False)
+    context = Context()
+    buffers = TensorRTBackend(config)._bind(trt, Engine(), context, onnx, inputs, torch.device("cpu"))
+    mask, x, y = buffers
+    assert mask.dtype is torch.int64 and x.dtype is torch.float32 and y.dtype is torch.float16
+    assert context.shapes == {"mask": (2, 5), "x": (2, 5)} and y.shape == (2, 7)
+    assert context.addresses == {"mask": mask.data_ptr(), "x": x.data_ptr(), "y": y.data_ptr()}
 
 
 def test_trt_dtypes() -> None:

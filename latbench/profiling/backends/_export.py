@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from latbench.errors import LatbenchError
-from latbench.profiling.base import NamedInputs, raise_missing
+from latbench.profiling.base import NamedInputs, first_line, raise_missing
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,8 @@ def export_onnx(
                 do_constant_folding=True,
             )
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LatbenchError(f"backend '{backend}'", f"torch.onnx.export ({exporter}) failed: {first}") from exc
+        what = f"torch.onnx.export ({exporter}) failed: {first_line(exc)}"
+        raise LatbenchError(f"backend '{backend}'", what) from exc
     export_ms = (time.perf_counter() - t0) * 1e3
     return OnnxModel(Path(path), inputs.names, export_ms, exporter, dynamic_batch)
 

@@ -32,6 +32,7 @@ import logging
 import shutil
 import tempfile
 import time
+import weakref
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from latbench.profiling.base import (
     Prepared,
     cache_dir,
     cast_inputs,
+    first_line,
     is_onnx_file,
     normalise_inputs,
     raise_missing,
@@ -134,6 +136,11 @@ def nodes_by_provider(profile_path: str | Path) -> dict[str, int]:
     return dict(counts)
 
 
+def trt_engine_dir(config: DeployConfig) -> Path:
+    """Where the TensorRT execution provider caches its engines for ``config``."""
+    return Path(config.option("onnxruntime.trt_engine_cache_dir") or cache_dir("ort-tensorrt"))
+
+
 def provider_options(config: DeployConfig, stream: torch.cuda.Stream | None) -> list[Any]:
     """The ``providers`` argument of ``InferenceSession`` for ``config`` (GPU providers run on ``stream``)."""
     if config.mode == "cpu":
@@ -142,13 +149,12 @@ def provider_options(config: DeployConfig, stream: torch.cuda.Stream | None) -> 
     cuda = {"device_id": config.gpu_index or 0, "user_compute_stream": str(stream.cuda_stream)}
     if config.mode == "cuda":
         return [("CUDAExecutionProvider", cuda)]
-    engine_dir = config.option("onnxruntime.trt_engine_cache_dir") or str(cache_dir("ort-tensorrt"))
     trt = {
         **cuda,
         "trt_fp16_enable": config.precision == "fp16",
         "trt_max_workspace_size": config.option("onnxruntime.trt_workspace_mb") * 2**20,
         "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": engine_dir,
+        "trt_engine_cache_path": str(trt_engine_dir(config)),
     }
     # Nodes TensorRT cannot take run on CUDA, not on the CPU.
     return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", cuda)]
@@ -279,7 +285,8 @@ class ONNXRuntimePrepared(Prepared):
     ) -> None:
         super().__init__(config, build_ms, ONNXRuntimeBackend.runtime_version(), info)
         self._runner: _Runner | None = runner
-        self._workdir = workdir
+        # The exported files go even if close() is forgotten.
+        self._remove_workdir = weakref.finalize(self, shutil.rmtree, str(workdir), True)
         self._timer = CudaEventTimer(stream) if stream is not None else None
         self._copies: list[tuple[torch.Tensor, ...]] = []
         self._host_flusher: HostCacheFlusher | None = None
@@ -316,7 +323,7 @@ class ONNXRuntimePrepared(Prepared):
             self._timer.stream.synchronize()
         self._runner = None
         self._copies = []
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        self._remove_workdir()
 
 
 class ONNXRuntimeBackend(Backend):
@@ -369,12 +376,14 @@ class ONNXRuntimeBackend(Backend):
             if config.precision == "int8":
                 onnx, info["quantize_ms"] = _quantize(onnx, workdir)
             options = self._session_options(ort, workdir)
+            if mode == "tensorrt":
+                trt_engine_dir(config).mkdir(parents=True, exist_ok=True)
             stream = torch.cuda.Stream(device) if gpu else None
             t_session = time.perf_counter()
             try:
                 session = ort.InferenceSession(str(onnx.path), options, providers=provider_options(config, stream))
             except Exception as exc:
-                raise LatbenchError(where, f"session creation failed: {_first_line(exc)}") from exc
+                raise LatbenchError(where, f"session creation failed: {first_line(exc)}") from exc
             info["session_ms"] = (time.perf_counter() - t_session) * 1e3
             info["session_providers"] = list(session.get_providers())
             check_session_providers(mode, info["session_providers"], where)
@@ -486,8 +495,3 @@ def _quantize(onnx: OnnxModel, workdir: Path) -> tuple[OnnxModel, float]:
         quant_logger.setLevel(level)
     quantize_ms = (time.perf_counter() - t0) * 1e3
     return OnnxModel(target, onnx.input_names, onnx.export_ms, onnx.exporter, onnx.dynamic_batch), quantize_ms
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

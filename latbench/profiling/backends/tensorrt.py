@@ -36,6 +36,7 @@ import json
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -263,7 +264,8 @@ class TensorRTPrepared(Prepared):
         self._context = context
         self._timer = CudaEventTimer(stream)
         self._keep = keep  # runtime, engine and bound buffers must outlive the context's use
-        self._workdir = workdir
+        # The exported ONNX goes even if close() is forgotten.
+        self._remove_workdir = weakref.finalize(self, shutil.rmtree, str(workdir), True)
         self._flusher = CudaL2Flusher(torch.device(config.device)) if config.cache == "cold" else None
         if self._flusher is not None:
             self.info["cold_flush_bytes"] = self._flusher.nbytes
@@ -284,7 +286,7 @@ class TensorRTPrepared(Prepared):
         self._timer.stream.synchronize()
         self._context = None
         self._keep = ()
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        self._remove_workdir()
 
 
 class TensorRTBackend(Backend):
