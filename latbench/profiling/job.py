@@ -191,7 +191,6 @@ def profile_items(
     start (``row`` None) and after each measurement.
     """
     from latbench.profiling.base import get_backend
-    from latbench.profiling.protocol import measure_interleaved
 
     if group_size < 1:
         raise LatbenchError("--group-size", f"must be >= 1, got {group_size}")
@@ -215,19 +214,9 @@ def profile_items(
         arch_groups = list(by_arch.values())
         for g in range(0, len(arch_groups), group_size):
             group = [it for items_of_arch in arch_groups[g : g + group_size] for it in items_of_arch]
-            prepared = []
-            try:
-                for it in group:
-                    module, inputs = _build(it, deploy, seed)
-                    prepared.append(backend.prepare(module, inputs))
-                measurements = measure_interleaved(prepared, protocol, gpu_index=deploy.gpu_index)
-            finally:
-                for p in prepared:
-                    p.close()
-            rows = [
-                measurement_row(it, space_name, deploy, m, report.env_id, env_peaks)
-                for it, m in zip(group, measurements)
-            ]
+            rows = measure_group(
+                group, space_name, deploy, protocol, report.env_id, env_peaks, seed=seed, backend=backend
+            )
             store.append(rows, envs)
             envs = None
             report.rows.extend(rows)
@@ -239,6 +228,37 @@ def profile_items(
                     on_progress(done, len(items), r)
     report.wall_s = time.perf_counter() - t0
     return report
+
+
+def measure_group(
+    group: Sequence[WorkItem],
+    space_name: str,
+    deploy: DeployConfig,
+    protocol: ProtocolConfig,
+    env_id: str,
+    peaks: dict[str, Any] | None,
+    *,
+    seed: int = 0,
+    backend: Any = None,
+) -> list[dict[str, Any]]:
+    """Build, prepare and measure ``group`` interleaved in rounds; one store row per item (nothing is written).
+
+    This is the unit of work a fleet worker runs; :func:`profile_items` runs it locally.
+    """
+    from latbench.profiling.base import get_backend
+    from latbench.profiling.protocol import measure_interleaved
+
+    backend = backend or get_backend(deploy)
+    prepared = []
+    try:
+        for it in group:
+            module, inputs = _build(it, deploy, seed)
+            prepared.append(backend.prepare(module, inputs))
+        measurements = measure_interleaved(prepared, protocol, gpu_index=deploy.gpu_index)
+    finally:
+        for p in prepared:
+            p.close()
+    return [measurement_row(it, space_name, deploy, m, env_id, peaks) for it, m in zip(group, measurements)]
 
 
 def profile_space(
