@@ -1,0 +1,171 @@
+"""The latency regulariser: a LUT that prices a model's block dimensions, and what removing one unit saves.
+
+A model's predicted latency is the sum of its blocks' LUT values (NViT:
+``original_latency = interp([768, 12, 64, 64, 3072]) * 12``; embeddings and head
+are not in the table). The gain of a group is NViT's ``compute_latency`` difference
+``LUT(dims) - LUT(dims with that group one smaller)``: for a block's heads, QK, V
+or MLP group the one block changes, for the embedding width every block does.
+
+A table is either latbench's (``format: latbench-lut``) or NViT's
+``latency_head.json``, read with NViT's interpolator conventions (zero row at
+EMB 0, ``MLP_1`` as the 0 point; see :mod:`latbench.lut.formats`). Only ratios
+and differences are used, so NViT's unstated unit does no harm; λ is in "score
+per unit of the table".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latbench.errors import LatbenchError
+from latbench.lut.table import LookupTable
+from latbench.space.arch import Arch, LayerSpec
+
+__all__ = ["LatencyCost", "load_lut"]
+
+_KIND_AXIS: dict[str, tuple[str, ...]] = {
+    "emb": ("emb", "hidden"),
+    "heads": ("heads",),
+    "qk": ("qk_dim",),
+    "v": ("v_dim",),
+    "mlp": ("mlp",),
+}
+
+
+def load_lut(path: str | os.PathLike[str], nvit_unit: str | None = None) -> LookupTable:
+    """Read a latbench LUT JSON or NViT's ``latency_head.json`` (detected from the content).
+
+    Args:
+        path: The file.
+        nvit_unit: For an NViT table, the unit of its values (``s`` or ``ms``); None keeps it unknown.
+
+    Raises:
+        LatbenchError: Neither format, or a malformed file (one line naming the file).
+    """
+    from latbench.io import read_json
+    from latbench.lut.formats import read_nvit
+
+    data = read_json(path)
+    if isinstance(data, Mapping) and data.get("format") == "latbench-lut":
+        return LookupTable.load(path)
+    if isinstance(data, Mapping) and data and all(isinstance(k, str) and k.startswith("EMB_") for k in data):
+        return read_nvit(data, unit=nvit_unit, nvit_conventions=True, where=str(Path(path)))
+    raise LatbenchError(str(path), "not a latency table: expected a latbench LUT or NViT's latency_head.json")
+
+
+class LatencyCost:
+    """Prices architectures of one model with a block LUT.
+
+    Args:
+        table: The LUT (axes ``emb``/``hidden``, ``heads``, ``qk_dim``, optional ``v_dim``, ``mlp``).
+        base: The unpruned architecture; the table must cover it.
+        force: Use a table recorded for another family or workload (image size, patch size) anyway.
+
+    Raises:
+        LatbenchError: The table does not cover ``base`` (naming the axis and its bounds), has an
+            axis with no counterpart in a block, or was made for another family/workload (unless forced).
+    """
+
+    def __init__(self, table: LookupTable, base: Arch, force: bool = False) -> None:
+        self.table = table
+        self.base = base
+        self._axes = table.axis_names
+        known = {a for names in _KIND_AXIS.values() for a in names}
+        for name in self._axes:
+            if name not in known:
+                raise LatbenchError(table.origin, f"axis {name!r} has no counterpart in a transformer block")
+        if "v_dim" not in self._axes:
+            # The table's own check refuses v != qk without a V axis; its family/workload check is what we want.
+            check = base.with_layers(LayerSpec(s.heads, s.qk_dim, s.qk_dim, s.mlp) for s in base.layers)
+        else:
+            check = base
+        try:
+            table.arch_latency(check, force=force)
+            self.original = self.latency(base)
+        except LatbenchError as exc:
+            if "outside the grid" in exc.what or "not measured" in exc.what:
+                raise LatbenchError(exc.where, f"the LUT does not cover the model: {exc.what}") from None
+            raise
+        if not self.original > 0:
+            raise LatbenchError(table.origin, f"the model's predicted latency is {self.original}, not positive")
+
+    @property
+    def unit(self) -> str:
+        return self.table.meta.unit
+
+    def floor(self, kind: str) -> int:
+        """The smallest size of a ``kind`` group that stays inside the table's grid (at least 1)."""
+        for name in _KIND_AXIS[kind]:
+            if name in self._axes:
+                return max(1, math.ceil(self.table.axis(name).lo))
+        return 1
+
+    def _point(self, hidden: float, heads: float, qk: float, v: float, mlp: float) -> list[float]:
+        dims = {"emb": hidden, "hidden": hidden, "heads": heads, "qk_dim": qk, "v_dim": v, "mlp": mlp}
+        if "v_dim" not in self._axes:
+            # A table without a V axis was measured with v = qk; price the block at the Q/K/V
+            # projections' mean width, which is what its cost grows with.
+            dims["qk_dim"] = (2.0 * qk + v) / 3.0
+        return [dims[n] for n in self._axes]
+
+    def points(self, arch: Arch) -> np.ndarray:
+        """One grid point per block of ``arch``: ``[n_layers, n_axes]``."""
+        return np.array([self._point(arch.hidden, s.heads, s.qk_dim, s.v_dim, s.mlp) for s in arch.layers])
+
+    def block_latencies(self, arch: Arch) -> np.ndarray:
+        """Predicted latency of each block (the table's unit)."""
+        return self.table.interpolate(self.points(arch)).values
+
+    def latency(self, arch: Arch) -> float:
+        """Predicted latency of ``arch``: the sum of its blocks."""
+        return float(self.block_latencies(arch).sum())
+
+    def ratio(self, arch: Arch) -> float:
+        """Predicted latency of ``arch`` over the unpruned model's."""
+        return self.latency(arch) / self.original
+
+    def gains(self, arch: Arch, candidates: Sequence[tuple[str, int | None]]) -> dict[tuple[str, int | None], float]:
+        """``LUT(arch) - LUT(arch with the group one unit smaller)`` for each ``(kind, block)``.
+
+        Every candidate must be able to lose a unit (size above :meth:`floor`).
+        """
+        if not candidates:
+            return {}
+        per_block = self.block_latencies(arch)
+        rows: list[list[float]] = []
+        where: list[tuple[tuple[str, int | None], slice]] = []
+        for kind, block in candidates:
+            start = len(rows)
+            if kind == "emb":
+                for s in arch.layers:
+                    rows.append(self._point(arch.hidden - 1, s.heads, s.qk_dim, s.v_dim, s.mlp))
+            else:
+                assert block is not None
+                s = arch.layers[block]
+                dims = {"heads": s.heads, "qk": s.qk_dim, "v": s.v_dim, "mlp": s.mlp}
+                dims[kind] -= 1
+                rows.append(self._point(arch.hidden, dims["heads"], dims["qk"], dims["v"], dims["mlp"]))
+            where.append(((kind, block), slice(start, len(rows))))
+        reduced = self.table.interpolate(np.array(rows)).values
+        out: dict[tuple[str, int | None], float] = {}
+        for key, sl in where:
+            kind, block = key
+            before = float(per_block.sum()) if kind == "emb" else float(per_block[block])
+            out[key] = before - float(reduced[sl].sum())
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Where the table came from and what it predicts for the unpruned model."""
+        return {
+            "origin": self.table.origin,
+            "unit": self.unit,
+            "source": self.table.meta.source,
+            "device": self.table.meta.device,
+            "original_latency": self.original,
+        }
