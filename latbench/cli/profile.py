@@ -17,6 +17,22 @@ _MODE_HELP = (
     "torch: eager | graph | compile; onnxruntime: cpu | cuda | tensorrt (execution provider); tensorrt: engine."
 )
 
+# Options shared by profile, measure and build-lut (and the fleet commands).
+DEVICE = typer.Option("cpu", "--device", help="cpu or cuda:N.")
+BACKEND = typer.Option("torch", "--backend", help=_BACKEND_HELP)
+MODE = typer.Option(None, "--mode", help=_MODE_HELP + " Default: graph on CUDA, eager on CPU.")
+PRECISION = typer.Option("fp32", "--precision", help="fp32, fp16, bf16 or int8.")
+BATCH = typer.Option(1, "--batch", help="Batch size.")
+THREADS = typer.Option(None, "--threads", help="CPU intra-op threads (default: usable cores).")
+CACHE = typer.Option("warm", "--cache", help="warm (one buffer) or cold (rotate inputs, flush caches).")
+OPTION = typer.Option(None, "--option", help="Backend option KEY=VALUE (repeatable).")
+BUDGET_S = typer.Option(5.0, "--budget-s", help="Time budget of one measurement, in seconds.")
+MIN_SAMPLES = typer.Option(50, "--min-samples", help="Timed calls always taken per measurement.")
+MAX_SAMPLES = typer.Option(2000, "--max-samples", help="Timed calls at most per measurement.")
+TARGET_CI = typer.Option(0.01, "--target-ci", help="Stop at this relative half-width of the median's CI.")
+ROUNDS = typer.Option(1, "--rounds", help="Interleaved rounds a measurement takes part in at least.")
+CALLS_PER_ROUND = typer.Option(10, "--calls-per-round", help="Timed calls per configuration per round.")
+
 
 def deploy_config(
     backend: str,
@@ -77,30 +93,8 @@ def protocol_config(
         raise LatbenchError(flag, exc.what) from None
 
 
-def profile(
-    space: str = typer.Option(..., "--space", help="Preset (bert, vit, gpt) or a space JSON file."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda:N."),
-    backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
-    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP + " Default: graph on CUDA, eager on CPU."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, bf16 or int8."),
-    batch: int = typer.Option(1, "--batch", help="Batch size."),
-    seq: int | None = typer.Option(None, "--seq", help="Sequence length (bert, gpt); vit takes its image size."),
-    samples: int = typer.Option(20, "--samples", help="How many architectures to sample from the space."),
-    seed: int = typer.Option(0, "--seed", help="Sampling seed: same seed, same architectures (and weights)."),
-    out: Path = typer.Option(..., "--out", help="Result store (parquet); an existing one is resumed."),
-    blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also measure each distinct block alone."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU intra-op threads (default: usable cores)."),
-    cache: str = typer.Option("warm", "--cache", help="warm (one buffer) or cold (rotate inputs, flush caches)."),
-    option: list[str] | None = typer.Option(None, "--option", help="Backend option KEY=VALUE (repeatable)."),
-    budget_s: float = typer.Option(5.0, "--budget-s", help="Time budget of one measurement, in seconds."),
-    min_samples: int = typer.Option(50, "--min-samples", help="Timed calls always taken per measurement."),
-    max_samples: int = typer.Option(2000, "--max-samples", help="Timed calls at most per measurement."),
-    target_ci: float = typer.Option(0.01, "--target-ci", help="Stop at this relative half-width of the median's CI."),
-    rounds: int = typer.Option(1, "--rounds", help="Interleaved rounds a measurement takes part in at least."),
-    calls_per_round: int = typer.Option(10, "--calls-per-round", help="Timed calls per configuration per round."),
-    group_size: int = typer.Option(4, "--group-size", help="Architectures prepared and interleaved together."),
-) -> None:
-    """Sample architectures from a space and measure whole models (and blocks) on a device, into a result store."""
+def progress_bar(title: str) -> tuple[Any, Any]:
+    """A rich progress bar with ETA and the ``on_progress(done, total, row)`` callback that drives it."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -110,14 +104,8 @@ def profile(
         TimeRemainingColumn,
     )
 
-    from latbench.profiling.job import profile_space
-    from latbench.space import get_space
-
-    sp = get_space(space)
-    deploy = deploy_config(backend, device, mode, precision, threads, cache, batch, seq, option)
-    proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
     progress = Progress(
-        TextColumn("[bold]profile"),
+        TextColumn(f"[bold]{title}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -125,7 +113,6 @@ def profile(
         TimeRemainingColumn(),
         TextColumn("{task.description}"),
         console=console,
-        transient=False,
     )
     task = None
 
@@ -139,6 +126,40 @@ def profile(
             desc = f"{row['scope']} {row['median_ms']:.3f} ms" + (" (unstable)" if row["unstable"] else "")
         progress.update(task, completed=done, description=desc)
 
+    return progress, on_progress
+
+
+def profile(
+    space: str = typer.Option(..., "--space", help="Preset (bert, vit, gpt) or a space JSON file."),
+    device: str = DEVICE,
+    backend: str = BACKEND,
+    mode: str | None = MODE,
+    precision: str = PRECISION,
+    batch: int = BATCH,
+    seq: int | None = typer.Option(None, "--seq", help="Sequence length (bert, gpt); vit takes its image size."),
+    samples: int = typer.Option(20, "--samples", help="How many architectures to sample from the space."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed: same seed, same architectures (and weights)."),
+    out: Path = typer.Option(..., "--out", help="Result store (parquet); an existing one is resumed."),
+    blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also measure each distinct block alone."),
+    threads: int | None = THREADS,
+    cache: str = CACHE,
+    option: list[str] | None = OPTION,
+    budget_s: float = BUDGET_S,
+    min_samples: int = MIN_SAMPLES,
+    max_samples: int = MAX_SAMPLES,
+    target_ci: float = TARGET_CI,
+    rounds: int = ROUNDS,
+    calls_per_round: int = CALLS_PER_ROUND,
+    group_size: int = typer.Option(4, "--group-size", help="Architectures prepared and interleaved together."),
+) -> None:
+    """Sample architectures from a space and measure whole models (and blocks) on a device, into a result store."""
+    from latbench.profiling.job import profile_space
+    from latbench.space import get_space
+
+    sp = get_space(space)
+    deploy = deploy_config(backend, device, mode, precision, threads, cache, batch, seq, option)
+    proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+    progress, on_progress = progress_bar("profile")
     console.print(f"deployment  {deploy.label()}")
     with progress:
         report = profile_space(
@@ -153,17 +174,17 @@ def profile(
 def measure(
     model: str = typer.Argument(..., help="MODEL.onnx, or module:factory (a callable returning an nn.Module)."),
     input_: list[str] = typer.Option(..., "--input", help="name:shape[:dtype[:high]], e.g. ids:1x128:int64:30522"),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda:N."),
-    backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
-    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, bf16 or int8."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU intra-op threads (default: usable cores)."),
-    cache: str = typer.Option("warm", "--cache", help="warm or cold."),
-    option: list[str] | None = typer.Option(None, "--option", help="Backend option KEY=VALUE (repeatable)."),
-    budget_s: float = typer.Option(5.0, "--budget-s", help="Time budget, in seconds."),
-    min_samples: int = typer.Option(50, "--min-samples", help="Timed calls always taken."),
-    max_samples: int = typer.Option(2000, "--max-samples", help="Timed calls at most."),
-    target_ci: float = typer.Option(0.01, "--target-ci", help="Stop at this relative half-width of the median's CI."),
+    device: str = DEVICE,
+    backend: str = BACKEND,
+    mode: str | None = MODE,
+    precision: str = PRECISION,
+    threads: int | None = THREADS,
+    cache: str = CACHE,
+    option: list[str] | None = OPTION,
+    budget_s: float = BUDGET_S,
+    min_samples: int = MIN_SAMPLES,
+    max_samples: int = MAX_SAMPLES,
+    target_ci: float = TARGET_CI,
     out: Path | None = typer.Option(None, "--out", help="Also append the row to this result store."),
     as_json: bool = typer.Option(False, "--json", help="Print the measurement as JSON."),
 ) -> None:
@@ -243,23 +264,23 @@ def build_lut(
     space: str | None = typer.Option(
         None, "--space", help="Accepted for symmetry with profile; the grid names the family."
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda:N."),
-    backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
-    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, bf16 or int8."),
-    batch: int = typer.Option(1, "--batch", help="Batch size."),
+    device: str = DEVICE,
+    backend: str = BACKEND,
+    mode: str | None = MODE,
+    precision: str = PRECISION,
+    batch: int = BATCH,
     seq: int | None = typer.Option(None, "--seq", help="Sequence length (bert, gpt)."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU intra-op threads (default: usable cores)."),
-    cache: str = typer.Option("warm", "--cache", help="warm or cold."),
-    option: list[str] | None = typer.Option(None, "--option", help="Backend option KEY=VALUE (repeatable)."),
+    threads: int | None = THREADS,
+    cache: str = CACHE,
+    option: list[str] | None = OPTION,
     statistic: str = typer.Option("median", "--statistic", help="median, p10, min or mean of each point's samples."),
     deploy_key: str | None = typer.Option(None, "--deploy-key", help="With --from: which deployment's rows."),
-    budget_s: float = typer.Option(5.0, "--budget-s", help="Time budget of one measurement, in seconds."),
-    min_samples: int = typer.Option(50, "--min-samples", help="Timed calls always taken per measurement."),
-    max_samples: int = typer.Option(2000, "--max-samples", help="Timed calls at most per measurement."),
-    target_ci: float = typer.Option(0.01, "--target-ci", help="Stop at this relative half-width of the median's CI."),
-    rounds: int = typer.Option(1, "--rounds", help="Interleaved rounds a measurement takes part in at least."),
-    calls_per_round: int = typer.Option(10, "--calls-per-round", help="Timed calls per configuration per round."),
+    budget_s: float = BUDGET_S,
+    min_samples: int = MIN_SAMPLES,
+    max_samples: int = MAX_SAMPLES,
+    target_ci: float = TARGET_CI,
+    rounds: int = ROUNDS,
+    calls_per_round: int = CALLS_PER_ROUND,
     group_size: int = typer.Option(8, "--group-size", help="Grid points prepared and interleaved together."),
     seed: int = typer.Option(0, "--seed", help="Weight seed."),
 ) -> None:
@@ -279,7 +300,19 @@ def build_lut(
         deploy = deploy_config(backend, device, mode, precision, threads, cache, batch, seq, option)
         proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
         console.print(f"deployment  {deploy.label()}")
-        table = _build(grid, deploy, proto, out, store=store, statistic=statistic, group_size=group_size, seed=seed)  # type: ignore[arg-type]
+        progress, on_progress = progress_bar("build-lut")
+        with progress:
+            table = _build(
+                grid,
+                deploy,
+                proto,
+                out,
+                store=store,
+                statistic=statistic,
+                group_size=group_size,
+                seed=seed,
+                on_progress=on_progress,
+            )
     cov = table.coverage()
     shape = " x ".join(f"{a.name} {len(a.values)}" for a in table.axes)
     console.print(
