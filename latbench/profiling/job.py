@@ -240,10 +240,13 @@ def measure_group(
     *,
     seed: int = 0,
     backend: Any = None,
+    gpu_index: int | None = None,
 ) -> list[dict[str, Any]]:
     """Build, prepare and measure ``group`` interleaved in rounds; one store row per item (nothing is written).
 
     This is the unit of work a fleet worker runs; :func:`profile_items` runs it locally.
+    ``gpu_index`` is the NVML index of the GPU to read before/after (default: the deployment's
+    CUDA index); a fleet worker whose ``CUDA_VISIBLE_DEVICES`` remaps the GPU passes the real one.
     """
     from latbench.profiling.base import get_backend
     from latbench.profiling.protocol import measure_interleaved
@@ -254,7 +257,8 @@ def measure_group(
         for it in group:
             module, inputs = _build(it, deploy, seed)
             prepared.append(backend.prepare(module, inputs))
-        measurements = measure_interleaved(prepared, protocol, gpu_index=deploy.gpu_index)
+        nvml_index = deploy.gpu_index if gpu_index is None else gpu_index
+        measurements = measure_interleaved(prepared, protocol, gpu_index=nvml_index)
     finally:
         for p in prepared:
             p.close()
