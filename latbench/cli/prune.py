@@ -1,0 +1,161 @@
+"""``latbench prune`` and ``latbench finetune``: latency-aware structural pruning (NViT's algorithm).
+
+Thin commands: options become a :class:`~latbench.pruning.workflow.PruneJob` (or a
+:class:`~latbench.pruning.config.TrainConfig`) and one library call runs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from latbench.cli._app import console
+from latbench.errors import LatbenchError
+
+
+def _kinds(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(k.strip() for k in value.split(",") if k.strip())
+
+
+def _per_kind_except_heads(value: int | None) -> dict[str, int] | None:
+    # Multiples make sense for widths (emb, qk, v, mlp); a head count stays free.
+    return None if value is None else {"emb": value, "qk": value, "v": value, "mlp": value}
+
+
+def prune(
+    model: str = typer.Option(..., "--model", help="vit-digits (trained here first) or a latbench model file."),
+    out: Path = typer.Option(..., "--out", help="Job directory (checkpoints, models, reports); resumable."),
+    lut: str | None = typer.Option(
+        None, "--lut", help="Latency table: a latbench LUT, NViT's latency_head.json, or 'measure' (on this CPU)."
+    ),
+    latency_target: float | None = typer.Option(
+        None, "--latency-target", help="Stop when LUT latency <= this fraction of the original's (0 < t < 1)."
+    ),
+    params_target: int | None = typer.Option(None, "--params-target", help="Stop at or below this many parameters."),
+    config: Path | None = typer.Option(None, "--config", help="NViT pruning config JSON (options given here win)."),
+    latency_regularization: float | None = typer.Option(
+        None, "--latency-regularization", help="λ: score -= λ·(LUT(dims) - LUT(dims one smaller)). Default 0."
+    ),
+    prune_per_iter: int | None = typer.Option(None, "--prune-per-iter", help="Units removed per pruning step."),
+    interval_prune: int | None = typer.Option(None, "--interval-prune", help="Batches between pruning steps."),
+    importance: str | None = typer.Option(None, "--importance", help="taylor23 (default), taylor22 or magnitude."),
+    momentum: float | None = typer.Option(None, "--momentum", help="Importance momentum across steps (0: off)."),
+    normalize: bool | None = typer.Option(
+        None, "--normalize/--no-normalize", help="Make λ unit-free (importance / its median, gain / latency per unit)."
+    ),
+    kinds: str | None = typer.Option(None, "--kinds", help="Group kinds to prune, e.g. heads,mlp (default all)."),
+    granularity: int | None = typer.Option(None, "--granularity", help="Remove emb/qk/v/mlp units N at a time."),
+    round_to: int | None = typer.Option(None, "--round-to", help="Round final emb/qk/v/mlp sizes down to multiples."),
+    steps: int = typer.Option(2000, "--steps", help="Most training batches while pruning."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Global batch size."),
+    lr: float = typer.Option(5e-4, "--lr", help="AdamW learning rate while pruning."),
+    distill_alpha: float = typer.Option(0.5, "--distill-alpha", help="Weight of the KL to the unpruned model."),
+    distill_tau: float = typer.Option(1.0, "--distill-tau", help="Distillation temperature."),
+    baseline_steps: int = typer.Option(1500, "--baseline-steps", help="Batches to train the vit-digits baseline."),
+    nvit_unit: str | None = typer.Option(None, "--nvit-unit", help="Unit of an NViT table's values: s or ms."),
+    force: bool = typer.Option(False, "--force", help="Use a LUT recorded for another workload (e.g. NViT's)."),
+    latency_batch: int = typer.Option(256, "--latency-batch", help="Images per call when measuring latency."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads for training and measuring."),
+    measure: bool = typer.Option(True, "--measure/--no-measure", help="Measure baseline and pruned latency here."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the directory's checkpoints."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data order and the baseline's weights."),
+) -> None:
+    """Prune a model to a latency (or parameter) target, NViT's way, and convert it to a small dense model."""
+    from latbench.pruning.config import PruneConfig, TrainConfig, read_nvit_config
+    from latbench.pruning.workflow import PruneJob, prune_to_dir
+
+    given: dict[str, Any] = {
+        "latency_target": latency_target,
+        "params_target": params_target,
+        "latency_regularization": latency_regularization,
+        "prune_per_iter": prune_per_iter,
+        "interval_prune": interval_prune,
+        "importance": importance,
+        "momentum": momentum,
+        "normalize": normalize,
+        "kinds": _kinds(kinds),
+        "granularity": _per_kind_except_heads(granularity),
+        "round_to": _per_kind_except_heads(round_to),
+        "seed": seed,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if latency_target is None and params_target is None:
+        raise LatbenchError("--latency-target", "give a latency target (e.g. 0.5), a --params-target, or both")
+    given["latency_target"], given["params_target"] = latency_target, params_target
+    lut_path = lut
+    try:
+        if config is not None:
+            nvit = read_nvit_config(config)
+            lut_path = lut_path or nvit.latency_look_up_table
+            cfg = nvit.to_prune_config(**given)
+        else:
+            cfg = PruneConfig(**given)
+    except LatbenchError as exc:
+        if exc.where.split(".")[0] in given:  # a field of ours: name the option the user typed
+            raise LatbenchError("--" + exc.where.split(".")[0].replace("_", "-"), exc.what) from None
+        raise
+    if lut_path is None and (cfg.latency_target is not None or cfg.latency_regularization > 0):
+        raise LatbenchError("--lut", "a latency target or --latency-regularization needs a latency table")
+    job = PruneJob(
+        model=model,
+        out=out,
+        prune=cfg,
+        train=TrainConfig(
+            steps=steps, batch_size=batch_size, lr=lr, distill_alpha=distill_alpha, distill_tau=distill_tau, seed=seed
+        ),
+        baseline=TrainConfig(steps=baseline_steps, batch_size=batch_size, lr=2e-3, distill_alpha=0.0, seed=seed),
+        lut=lut_path,
+        nvit_unit=nvit_unit,
+        force_lut=force,
+        latency_batch=latency_batch,
+        threads=threads,
+        measure=measure,
+        resume=resume,
+    )
+    report = prune_to_dir(job, log=console.print)
+    before, after = report["original_arch"], report["arch"]
+    from latbench.space.arch import Arch
+
+    console.print(f"arch        {Arch.from_dict(before).describe()} -> {Arch.from_dict(after).describe()}")
+    console.print(f"params      {report['original_params']:,} -> {report['params']:,}")
+    if report["latency_ratio"] is not None:
+        console.print(f"LUT latency {report['latency_ratio']:.3f} of the original")
+    if "measured_ms" in report:
+        m = report["measured_ms"]
+        console.print(f"measured    {m['baseline']:.2f} ms -> {m['pruned']:.2f} ms ({m['ratio']:.3f}) on this CPU")
+    acc0, acc1 = report["accuracy_before"], report["accuracy_pruned"]
+    console.print(f"accuracy    test {100 * acc0['test']:.1f}% -> {100 * acc1['test']:.1f}% (before fine-tuning)")
+    console.print(f"stopped     {report['reason'] or 'the batches ran out'} after {report['batches']} batches")
+    if not report["reached"]:
+        console.print("warning     the target was not reached: raise --steps or --prune-per-iter")
+    console.print(f"wrote       {out / 'pruned.pt'}, {out / 'arch.json'}, {out / 'prune_report.json'}")
+
+
+def finetune(
+    directory: Path = typer.Argument(..., help="A latbench prune --out directory."),
+    steps: int = typer.Option(800, "--steps", help="Training batches."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Global batch size."),
+    lr: float = typer.Option(5e-4, "--lr", help="AdamW learning rate."),
+    distill_alpha: float = typer.Option(0.5, "--distill-alpha", help="Weight of the KL to the unpruned model."),
+    distill_tau: float = typer.Option(1.0, "--distill-tau", help="Distillation temperature."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from finetune.run."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data order."),
+) -> None:
+    """Fine-tune a pruned model, distilling from the unpruned one (NViT's dense fine-tuning)."""
+    from latbench.pruning.config import TrainConfig
+    from latbench.pruning.workflow import finetune_dir
+
+    cfg = TrainConfig(
+        steps=steps, batch_size=batch_size, lr=lr, distill_alpha=distill_alpha, distill_tau=distill_tau, seed=seed
+    )
+    report = finetune_dir(directory, cfg, resume=resume, threads=threads, log=console.print)
+    b, a, t = report["accuracy_before"], report["accuracy_after"], report["teacher_accuracy"]
+    console.print(
+        f"accuracy    test {100 * b['test']:.1f}% -> {100 * a['test']:.1f}% (unpruned {100 * t['test']:.1f}%)"
+    )
+    console.print(f"wrote       {directory / 'finetuned.pt'}, {directory / 'finetune_report.json'}")

@@ -1,0 +1,413 @@
+"""Pruning jobs that live in a directory: what ``latbench prune`` and ``latbench finetune`` run.
+
+A job directory holds, as it goes (every file written atomically; a job started
+again with the same options resumes from its checkpoints):
+
+- ``job.json``: the options (a job resumed with other options is refused);
+- ``baseline.pt``: the unpruned model (trained here for ``vit-digits``, from
+  ``baseline.run``), the teacher of the distillation;
+- ``lut.json``: the latency table, when measured here (``--lut measure``);
+- ``prune.run``: the pruning run's checkpoint (masks, importance, optimiser);
+- ``masked.pt``: the masked model at full size (pruned weights zeroed);
+- ``pruned.pt`` and ``arch.json``: the small dense model and its canonical architecture;
+- ``prune_report.json``; after ``finetune``: ``finetune.run``, ``finetuned.pt``,
+  ``finetune_report.json``.
+
+:func:`run_digits_task` is the experiment of issue 7: baseline, prune to a
+latency target with the CPU LUT, fine-tune, and the same pruning without the
+latency term stopped at the same parameter count.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from latbench.errors import LatbenchError
+from latbench.io import atomic_write_json, atomic_write_text, read_json
+from latbench.pruning import digits
+from latbench.pruning.checkpoint import load_model, save_model
+from latbench.pruning.config import PruneConfig, TrainConfig
+from latbench.pruning.latency import LatencyCost, load_lut
+from latbench.pruning.loop import evaluate_accuracy, train
+from latbench.pruning.run import finetune_model, prune_model
+
+__all__ = ["PruneJob", "finetune_dir", "prune_to_dir", "report_markdown", "run_digits_task"]
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class PruneJob:
+    """Everything ``latbench prune`` needs.
+
+    Attributes:
+        model: ``vit-digits`` (trained here first) or a model file (``latbench-model``) of a digits ViT.
+        out: The job directory.
+        prune: What to prune and the target.
+        train: Training while pruning (``steps`` bounds the run).
+        baseline: Training of the ``vit-digits`` baseline.
+        lut: A latbench LUT or NViT ``latency_head.json``, ``measure`` (measure one here), or
+            None (no latency term and no latency target).
+        nvit_unit: Unit of an NViT table's values (``s``/``ms``; None: unknown).
+        force_lut: Use a table recorded for another workload (NViT's is for 224 px DeiT blocks).
+        latency_batch: Images per call when measuring latency (the LUT and the models).
+        threads: Torch intra-op threads, for training and measuring.
+        measure: Measure the baseline's and the pruned model's latency on this CPU.
+        resume: Continue from the directory's checkpoints.
+    """
+
+    model: str
+    out: Path
+    prune: PruneConfig
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, lr=5e-4))
+    baseline: TrainConfig = field(default_factory=lambda: TrainConfig(steps=800, lr=2e-3, distill_alpha=0.0))
+    lut: str | None = None
+    nvit_unit: str | None = None
+    force_lut: bool = False
+    latency_batch: int = 256
+    threads: int | None = 1
+    measure: bool = True
+    resume: bool = True
+
+    def options(self) -> dict[str, Any]:
+        """The options that decide the result (``job.json``)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in ("out", "resume", "measure"):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
+        return out
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def _check_job_file(out: Path, options: dict[str, Any], resume: bool) -> None:
+    path = out / "job.json"
+    if resume and path.exists():
+        held = read_json(path)
+        want = json.loads(json.dumps(options))
+        if held != want:
+            diff = sorted(k for k in set(held) | set(want) if held.get(k) != want.get(k))
+            raise LatbenchError(
+                str(out), f"holds a job with other options ({', '.join(diff)}); use another --out or --no-resume"
+            )
+    atomic_write_json(path, options)
+
+
+def _baseline(job: PruneJob, log: Log) -> tuple[nn.Module, dict[str, Any]]:
+    """The unpruned model: trained here for ``vit-digits`` (resumable), else read from the file."""
+    path = job.out / "baseline.pt"
+    if job.model == digits.DIGITS_MODEL:
+        if job.resume and path.exists():
+            return load_model(path)
+        from latbench.models.build import build_model
+
+        arch = digits.digits_arch()
+        model = build_model(arch, seed=job.prune.seed).train()
+        train_set, val, test = digits.digits_data(job.prune.seed)
+        log(f"training the baseline {arch.describe()} for {job.baseline.steps} batches")
+        train(model, train_set, job.baseline, kind="train", checkpoint=job.out / "baseline.run", resume=job.resume)
+        meta = {
+            "source": "vit-digits baseline",
+            "val_accuracy": evaluate_accuracy(model, val),
+            "test_accuracy": evaluate_accuracy(model, test),
+        }
+        save_model(path, model, meta)
+        return model.eval(), meta
+    model, meta = load_model(job.model)
+    if not digits.is_digits_arch(model.arch):  # type: ignore[attr-defined]
+        raise LatbenchError(
+            job.model,
+            "the built-in training data is the digits (vit, 8x8, 1 channel, 10 classes); "
+            f"this model is {model.arch.describe()}",  # type: ignore[attr-defined]
+        )
+    save_model(path, model, {**meta, "source": str(job.model)})
+    return model, meta
+
+
+def _latency(job: PruneJob, arch: Any, log: Log) -> LatencyCost | None:
+    if job.lut is None:
+        return None
+    if job.lut == "measure":
+        path = job.out / "lut.json"
+        if not (job.resume and path.exists()):
+            log(f"measuring a block LUT on this CPU (batch {job.latency_batch}, {job.threads or 'all'} threads)")
+            digits.measure_lut(arch, path, batch=job.latency_batch, threads=job.threads or 1)
+        table = load_lut(path)
+    else:
+        table = load_lut(job.lut, nvit_unit=job.nvit_unit)
+    return LatencyCost(table, arch, force=job.force_lut)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def prune_to_dir(job: PruneJob, log: Log = _quiet) -> dict[str, Any]:
+    """Run a pruning job (see the module docstring); returns its report (also ``prune_report.json``).
+
+    Raises:
+        LatbenchError: Bad options, a model without built-in data, a LUT that does not cover
+            the model, or a directory holding a job with other options.
+    """
+    _set_threads(job.threads)
+    job.out.mkdir(parents=True, exist_ok=True)
+    _check_job_file(job.out, job.options(), job.resume)
+    t0 = time.perf_counter()
+    baseline, _ = _baseline(job, log)
+    arch = baseline.arch  # type: ignore[attr-defined]
+    latency = _latency(job, arch, log)
+    train_set, val, test = digits.digits_data(job.prune.seed)
+    model = copy.deepcopy(baseline).train()
+    acc_before = {"val": evaluate_accuracy(baseline, val), "test": evaluate_accuracy(baseline, test)}
+    log(f"pruning {arch.describe()} ({job.prune.importance}, λ={job.prune.latency_regularization})")
+    outcome = prune_model(
+        model,
+        train_set,
+        job.prune,
+        job.train,
+        latency=latency,
+        teacher=baseline,
+        checkpoint=job.out / "prune.run",
+        resume=job.resume,
+    )
+    pruner = outcome.pruner
+    pruner.remove()
+    masks = {g.name: g.keep.tolist() for g in pruner.groups}
+    save_model(job.out / "masked.pt", model, {"masks": masks, "note": "full size, pruned weights zeroed"})
+    save_model(job.out / "pruned.pt", outcome.dense, {"source": str(job.out / "masked.pt")})
+    atomic_write_text(job.out / "arch.json", outcome.arch.to_json() + "\n")
+    acc_after = {"val": evaluate_accuracy(outcome.dense, val), "test": evaluate_accuracy(outcome.dense, test)}
+    report: dict[str, Any] = {
+        "model": job.model,
+        **outcome.summary(),
+        "lut": None if latency is None else latency.describe(),
+        "accuracy_before": acc_before,
+        "accuracy_pruned": acc_after,
+        "bytes_masked": _size(job.out / "masked.pt"),
+        "bytes_dense": _size(job.out / "pruned.pt"),
+        "history": [r.to_dict() for r in pruner.history],
+    }
+    if job.measure:
+        log("measuring the baseline and the pruned model on this CPU")
+        base_ms, pruned_ms = digits.measure_latency_ms(
+            [baseline, outcome.dense], arch, batch=job.latency_batch, threads=job.threads or 1
+        )
+        report["measured_ms"] = {"baseline": base_ms, "pruned": pruned_ms, "ratio": pruned_ms / base_ms}
+    report["wall_s"] = time.perf_counter() - t0
+    atomic_write_json(job.out / "prune_report.json", report)
+    return report
+
+
+def finetune_dir(
+    out: str | Path, config: TrainConfig, *, resume: bool = True, threads: int | None = 1, log: Log = _quiet
+) -> dict[str, Any]:
+    """Fine-tune a pruning job's dense model (``pruned.pt``), distilling from its ``baseline.pt``.
+
+    Writes ``finetuned.pt`` and ``finetune_report.json``; resumes from ``finetune.run``.
+
+    Raises:
+        LatbenchError: ``out`` is not a finished pruning job directory.
+    """
+    _set_threads(threads)
+    out = Path(out)
+    for name in ("pruned.pt", "baseline.pt"):
+        if not (out / name).exists():
+            raise LatbenchError(str(out), f"no {name}: run latbench prune --out {out} first")
+    model, _ = load_model(out / "pruned.pt")
+    teacher, _ = load_model(out / "baseline.pt")
+    if not digits.is_digits_arch(model.arch):  # type: ignore[attr-defined]
+        raise LatbenchError(str(out / "pruned.pt"), "the built-in training data is the digits; this model is not")
+    train_set, val, test = digits.digits_data(config.seed)
+    before = {"val": evaluate_accuracy(model, val), "test": evaluate_accuracy(model, test)}
+    log(f"fine-tuning {model.arch.describe()} for {config.steps} batches")  # type: ignore[attr-defined]
+    model.train()
+    outcome = finetune_model(model, train_set, config, teacher=teacher, checkpoint=out / "finetune.run", resume=resume)
+    model.eval()
+    after = {"val": evaluate_accuracy(model, val), "test": evaluate_accuracy(model, test)}
+    save_model(out / "finetuned.pt", model, {"source": str(out / "pruned.pt"), "val_accuracy": after["val"]})
+    report = {
+        "arch": model.arch.to_dict(),  # type: ignore[attr-defined]
+        "steps": outcome.steps,
+        "resumed_from": outcome.resumed_from,
+        "accuracy_before": before,
+        "accuracy_after": after,
+        "teacher_accuracy": {"val": evaluate_accuracy(teacher, val), "test": evaluate_accuracy(teacher, test)},
+        "train_config": config.to_dict(),
+    }
+    atomic_write_json(out / "finetune_report.json", report)
+    return report
+
+
+# ------------------------------------------------------------------ the task
+def run_digits_task(
+    out: str | Path,
+    *,
+    latency_target: float = 0.5,
+    latency_regularization: float = 1.0,
+    prune: PruneConfig | None = None,
+    prune_train: TrainConfig | None = None,
+    finetune: TrainConfig | None = None,
+    baseline: TrainConfig | None = None,
+    lut: str = "measure",
+    latency_batch: int = 256,
+    threads: int = 1,
+    same_latency: bool = True,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Issue 7's experiment on the digits ViT; returns a report (and writes ``task_report.json`` in ``out``).
+
+    1. train the baseline; measure a block LUT on this CPU (or use ``lut``);
+    2. prune to ``latency_target`` with the latency term (``out/latency``), fine-tune;
+    3. prune the same baseline *without* the latency term, stopped at the parameter count the
+       latency-aware model ended with (``out/params``), fine-tune;
+    4. with ``same_latency``, also without the latency term but stopped at the same LUT latency
+       target (``out/plain``), fine-tune;
+    5. measure the baseline and every pruned model interleaved on this CPU.
+    """
+    out = Path(out)
+    cfg = prune or PruneConfig(
+        importance="taylor23",
+        latency_target=latency_target,
+        latency_regularization=latency_regularization,
+        prune_per_iter=16,
+        interval_prune=10,
+        momentum=0.5,
+        normalize=True,
+        # Hardware-friendly widths as NViT gets them: prune emb/qk/v/mlp in chunks (no final rounding,
+        # so that the parameter-matched run stops where it is compared).
+        granularity={"emb": 8, "qk": 4, "v": 4, "mlp": 8},
+    )
+    train_cfg = prune_train or TrainConfig(steps=3000, batch_size=64, lr=5e-4, distill_alpha=0.5, checkpoint_every=200)
+    ft_cfg = finetune or TrainConfig(steps=800, batch_size=64, lr=5e-4, distill_alpha=0.5, checkpoint_every=200)
+    base_train = baseline or TrainConfig(steps=1500, batch_size=64, lr=2e-3, distill_alpha=0.0, checkpoint_every=250)
+    t0 = time.perf_counter()
+    aware_job = PruneJob(
+        model=digits.DIGITS_MODEL,
+        out=out / "latency",
+        prune=cfg,
+        train=train_cfg,
+        baseline=base_train,
+        lut=lut,
+        latency_batch=latency_batch,
+        threads=threads,
+        measure=False,
+    )
+    runs: list[tuple[str, Path, dict[str, Any], dict[str, Any]]] = []
+    aware = prune_to_dir(aware_job, log)
+    runs.append((f"latency-aware (λ={cfg.latency_regularization:g})", aware_job.out, aware, {}))
+    lut_path = str(aware_job.out / "lut.json") if lut == "measure" else lut
+    variants = [
+        ("no latency term, same params", "params", {"latency_target": None, "params_target": aware["params"]}),
+    ]
+    if same_latency:
+        variants.append(("no latency term, same LUT latency", "plain", {}))
+    for name, sub, changes in variants:
+        job = PruneJob(
+            model=str(aware_job.out / "baseline.pt"),
+            out=out / sub,
+            prune=cfg.replace(latency_regularization=0.0, **changes),
+            train=train_cfg,
+            lut=lut_path,
+            latency_batch=latency_batch,
+            threads=threads,
+            measure=False,
+        )
+        runs.append((name, job.out, prune_to_dir(job, log), {}))
+    for _, path, _, ft in runs:
+        ft.update(finetune_dir(path, ft_cfg, threads=threads, log=log))
+    log("measuring the baseline and every pruned model on this CPU (interleaved)")
+    base_model, _ = load_model(aware_job.out / "baseline.pt")
+    models = [base_model] + [load_model(path / "finetuned.pt")[0] for _, path, _, _ in runs]
+    ms = digits.measure_latency_ms(
+        models,
+        base_model.arch,  # type: ignore[attr-defined]
+        batch=latency_batch,
+        threads=threads,
+    )
+    rows = [
+        {
+            "model": "baseline",
+            "arch": base_model.arch.describe(),  # type: ignore[attr-defined]
+            "params": aware["original_params"],
+            "lut_ratio": 1.0,
+            "measured_ms": ms[0],
+            "measured_ratio": 1.0,
+            "acc_pruned": None,
+            "acc_val": aware["accuracy_before"]["val"],
+            "acc_test": aware["accuracy_before"]["test"],
+        }
+    ]
+    for (name, _, rep, ft), ms_i in zip(runs, ms[1:]):
+        rows.append(
+            {
+                "model": name,
+                "arch": _describe(rep["arch"]),
+                "params": rep["params"],
+                "lut_ratio": rep["latency_ratio"],
+                "measured_ms": ms_i,
+                "measured_ratio": ms_i / ms[0],
+                "acc_pruned": rep["accuracy_pruned"]["test"],
+                "acc_val": ft["accuracy_after"]["val"],
+                "acc_test": ft["accuracy_after"]["test"],
+                "batches": rep["batches"],
+                "reason": rep["reason"],
+            }
+        )
+    report = {
+        "latency_target": latency_target,
+        "latency_regularization": cfg.latency_regularization,
+        "prune_config": cfg.to_dict(),
+        "train_config": train_cfg.to_dict(),
+        "finetune_config": ft_cfg.to_dict(),
+        "lut": aware["lut"],
+        "latency_batch": latency_batch,
+        "threads": threads,
+        "rows": rows,
+        "wall_s": time.perf_counter() - t0,
+    }
+    atomic_write_json(out / "task_report.json", report)
+    return report
+
+
+def _describe(arch: dict[str, Any]) -> str:
+    from latbench.space.arch import Arch
+
+    return Arch.from_dict(arch).describe()
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The task report as a markdown table (plus the setting in one line)."""
+    lines = [
+        f"Digits ViT pruned to latency target {report['latency_target']} (LUT: {report['lut']['origin']}, "
+        f"{report['lut'].get('device') or 'unknown device'}; measured at batch {report['latency_batch']}, "
+        f"{report['threads']} thread(s)); run took {report['wall_s']:.0f} s.",
+        "",
+        "| model | architecture | params | LUT latency ratio | measured ms | measured ratio "
+        "| test acc. after pruning | val acc. | test acc. |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in report["rows"]:
+        pruned = "" if r["acc_pruned"] is None else f"{100 * r['acc_pruned']:.1f}%"
+        lines.append(
+            f"| {r['model']} | `{r['arch']}` | {r['params']:,} | {r['lut_ratio']:.3f} | {r['measured_ms']:.2f} "
+            f"| {r['measured_ratio']:.3f} | {pruned} | {100 * r['acc_val']:.1f}% | {100 * r['acc_test']:.1f}% |"
+        )
+    return "\n".join(lines)
