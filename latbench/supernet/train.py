@@ -501,9 +501,9 @@ def _train_step(
     if config.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], config.grad_clip)
     optimizer.step()
-    totals = torch.stack(label_sums).cpu() / norm
+    totals = torch.stack(label_sums) / norm  # on the model's device: NCCL reduces only CUDA tensors
     _all_reduce_([totals], group)
     out: dict[str, list[float]] = {}
-    for role, value in zip(roles, totals.tolist()):
+    for role, value in zip(roles, totals.cpu().tolist()):
         out.setdefault(role, []).append(value)
     return {role: sum(v) / len(v) for role, v in out.items()}

@@ -1,0 +1,128 @@
+"""The super-net commands end to end through CliRunner on a local app (the lead registers them on the real one)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from latbench.cli._app import make_app
+from latbench.cli.supernet import compress, evaluate, extract, train_supernet
+from tests.supernet.helpers import SPACE_DICTS
+
+app = make_app("test app")
+app.command("train-supernet")(train_supernet)
+app.command("evaluate")(evaluate)
+app.command("extract")(extract)
+app.command("compress")(compress)
+runner = CliRunner()
+
+
+def run(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("latbench: error: ")
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, corpus):
+    import torch
+
+    threads = torch.get_num_threads()
+    base = tmp_path_factory.mktemp("cli")
+    space = base / "space.json"
+    space.write_text(json.dumps(SPACE_DICTS["gpt"]))
+    args = ["--space", space, "--data", corpus, "--steps", 4, "--batch-size", 8, "--out", base / "run", "--threads", 1]
+    result = run("train-supernet", *args)
+    torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    assert "done: 4 steps" in result.stdout and "max" in result.stdout
+    again = run("train-supernet", *args)  # the same command on a finished run: resumes at the end
+    assert again.exit_code == 0 and "resuming" in again.stdout
+    return base / "run"
+
+
+SMALL = json.dumps({"family": "gpt", "hidden": 16, "layers": [{"heads": 2, "qk_dim": 8, "v_dim": 8, "mlp": 32}]})
+
+
+def test_evaluate_prints_quality_and_latency(run_dir) -> None:
+    result = run("evaluate", "--supernet", run_dir, "--arch", SMALL, "--json", "--predictor", run_dir)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["objective"] == "causal-lm" and out["loss"] > 0 and out["perplexity"] > 1 and out["latency_ms"] > 0
+    assert out["arch"]["vocab_size"] == 260  # the short arch adopted the super-net's settings
+    assert "not used yet" in out["note"]
+    text = run("evaluate", "--supernet", run_dir)
+    assert text.exit_code == 0 and "perplexity" in text.stdout and "latency" in text.stdout
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx", "hf"])
+def test_extract_writes_each_format(run_dir, tmp_path, fmt) -> None:
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (extra: onnx)")
+    if fmt == "hf":
+        pytest.importorskip("transformers", reason="transformers is not installed (extra: hf)")
+    result = run("extract", "--supernet", run_dir, "--arch", SMALL, "--out", tmp_path / fmt, "--format", fmt)
+    assert result.exit_code == 0, result.output
+    assert f"as {fmt}" in result.stdout and (tmp_path / fmt / "latbench_model.json").is_file()
+
+
+def test_further_train_and_compress(run_dir, tmp_path) -> None:
+    assert run("extract", "--supernet", run_dir, "--arch", SMALL, "--out", tmp_path / "export").exit_code == 0
+    result = run(
+        "train-supernet",
+        "--further-train",
+        tmp_path / "export",
+        "--steps",
+        2,
+        "--batch-size",
+        4,
+        "--out",
+        tmp_path / "ft",
+    )
+    assert result.exit_code == 0, result.output
+    assert "training dense model" in result.stdout
+    result = run("compress", tmp_path / "ft", "--out", tmp_path / "ft.safetensors")
+    assert result.exit_code == 0, result.output
+    assert "model weights at" in result.stdout and "rel err" in result.stdout
+    result = run("compress", tmp_path / "ft", "--out", tmp_path / "ft2.safetensors", "--json", "--keep", "*embeddings*")
+    report = json.loads(result.stdout)
+    assert {t["name"]: t["kind"] for t in report["tensors"]}["model/embeddings.weight"] == "raw"
+
+
+def test_bad_inputs_are_one_line_errors(run_dir, corpus, tmp_path) -> None:
+    too_big = json.dumps({"family": "gpt", "hidden": 64, "layers": [{"heads": 2, "qk_dim": 8, "v_dim": 8, "mlp": 32}]})
+    assert_one_line_error(run("evaluate", "--supernet", run_dir, "--arch", too_big), "hidden 64 exceeds")
+    assert_one_line_error(run("evaluate", "--supernet", tmp_path), "not a training run")
+    assert_one_line_error(run("evaluate", "--supernet", run_dir, "--split", "train"), "--split")
+    assert_one_line_error(
+        run("extract", "--supernet", run_dir, "--out", tmp_path / "y", "--format", "tflite"), "unknown format"
+    )
+    assert_one_line_error(
+        run("train-supernet", "--space", "gpt", "--strategy", "zigzag", "--out", tmp_path / "z"), "unknown strategy"
+    )
+    assert_one_line_error(
+        run("train-supernet", "--space", "vit", "--data", corpus, "--out", tmp_path / "z"), "--data is for text"
+    )
+    assert_one_line_error(run("train-supernet", "--space", "nope", "--out", tmp_path / "z"), "unknown space")
+    assert_one_line_error(
+        run("train-supernet", "--space", "gpt", "--data", tmp_path / "missing", "--out", tmp_path / "z"), "no such file"
+    )
+    assert_one_line_error(run("train-supernet", "--space", "gpt", "--scale", 3, "--out", tmp_path / "z"), "--scale")
+    assert_one_line_error(run("compress", tmp_path / "none.pt", "--out", tmp_path / "c.safetensors"), "no such file")
+
+
+def test_extract_hf_of_an_unfit_arch_says_why_in_one_line(run_dir, tmp_path) -> None:
+    pytest.importorskip("transformers", reason="transformers is not installed (extra: hf)")
+    odd = json.dumps({"family": "gpt", "hidden": 32, "layers": [{"heads": 1, "qk_dim": 8, "v_dim": 8, "mlp": 32}]})
+    result = run("extract", "--supernet", run_dir, "--arch", odd, "--out", tmp_path / "x", "--format", "hf")
+    assert_one_line_error(result, "1 x 8 = 8 != hidden 32")
