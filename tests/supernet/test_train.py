@@ -106,6 +106,11 @@ def test_distillation_from_a_teacher_run(corpus, tmp_path) -> None:
     train_supernet(taught, tmp_path / "taught")
     a, b = weights(tmp_path / "plain"), weights(tmp_path / "taught")
     assert any(not torch.equal(a[k], b[k]) for k in a)
+    # Option B with an exported teacher: the same teacher weights, so the same student.
+    extract_sub_network(tmp_path / "teacher", None, tmp_path / "teacher-export")
+    exported = tiny_config("gpt", corpus, steps=3, teacher=str(tmp_path / "teacher-export"), kd_temperature=2.0)
+    train_supernet(exported, tmp_path / "taught-by-export")
+    assert_same(b, weights(tmp_path / "taught-by-export"))
     bert_teacher = tiny_config("bert", corpus, steps=2, teacher=str(tmp_path / "teacher"))
     with pytest.raises(LatbenchError, match="a gpt teacher cannot teach a bert model"):
         train_supernet(bert_teacher, tmp_path / "wrong")
@@ -122,6 +127,7 @@ def test_evaluation_of_a_sub_network_equals_its_extracted_dense_model(corpus, tm
     assert math.isclose(result.perplexity, math.exp(result.loss)) and 0 <= result.accuracy <= 1
     assert result.params > 0 and result.flops > 0 and result.latency_ms > 0
     assert subnet_quality(tmp_path / "run", sub) == pytest.approx(result.loss)
+    assert evaluate_subnet(trained, sub, max_examples=10).count < result.count
     bigger = space.max_arch().with_hidden(64)
     with pytest.raises(LatbenchError, match="hidden 64 exceeds"):
         subnet_quality(tmp_path / "run", bigger)
