@@ -18,6 +18,11 @@ _ADDRESS_HELP = "ray://HOST:PORT (Ray client), HOST:PORT (from a cluster node), 
 _TARGETS_HELP = "Targets file (YAML, or .json): label, Ray resource, device and deployment of each device."
 
 
+def _say(text: str) -> None:
+    # Labels, resources and fingerprint fields hold brackets (``[cpu_dev_a]``, ``gpus[0]``), not markup.
+    console.print(text, markup=False)
+
+
 def _progress() -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -41,7 +46,7 @@ def _callbacks(progress: Any) -> tuple[Any, Any]:
             progress.update(tasks[label], completed=done)
 
     def on_warning(message: str) -> None:
-        progress.console.print(f"warning: {message}")
+        progress.console.print(f"warning: {message}", markup=False)
 
     return on_progress, on_warning
 
@@ -49,14 +54,14 @@ def _callbacks(progress: Any) -> tuple[Any, Any]:
 def _print_report(report: Any) -> None:
     for t in report.targets:
         envs = ", ".join(t.env_ids) or "-"
-        nodes = f" on {', '.join(t.nodes)}" if t.nodes else ""
-        console.print(
+        where = f" over {t.units} device(s)" if t.units else ""
+        where += f" on {', '.join(t.nodes)}" if t.nodes else ""
+        _say(
             f"{t.label}: {t.already_done + t.measured}/{t.requested} rows ({t.measured} new, "
-            f"{t.unstable} unstable) over {t.units} device(s){nodes}; env {envs}"
+            f"{t.unstable} unstable){where}; env {envs}"
         )
-    for w in report.warnings:
-        console.print(f"warning: {w}")
-    console.print(f"fleet run took {report.wall_s:.1f} s")
+    # Warnings were printed as they arose (on_warning).
+    _say(f"fleet run took {report.wall_s:.1f} s")
     errors = report.errors()
     if errors:
         raise LatbenchError(
@@ -94,7 +99,7 @@ def profile(
     tgts = read_targets(targets)
     proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
     for t in tgts:
-        console.print(f"target      {t.describe()}")
+        _say(f"target      {t.describe()}")
     progress = _progress()
     on_progress, on_warning = _callbacks(progress)
     with progress:
@@ -115,7 +120,7 @@ def profile(
             on_progress=on_progress,
             on_warning=on_warning,
         )
-    console.print(f"wrote {report.measured} rows to {out}")
+    _say(f"wrote {report.measured} rows to {out}")
     _print_report(report)
 
 
@@ -149,7 +154,7 @@ def build_lut(
     tgts = read_targets(targets)
     proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
     for t in tgts:
-        console.print(f"target      {t.describe()}")
+        _say(f"target      {t.describe()}")
     progress = _progress()
     on_progress, on_warning = _callbacks(progress)
     with progress:
@@ -172,11 +177,11 @@ def build_lut(
         )
     for label, path in result.tables.items():
         cov = LookupTable.load(path).coverage()
-        console.print(
+        _say(
             f"wrote {path} ({label}): {cov.measured}/{cov.total} measured "
             f"({cov.unstable} unstable, {cov.missing} missing)"
         )
-    console.print(f"rows in {result.store}")
+    _say(f"rows in {result.store}")
     _print_report(result.run)
 
 
@@ -195,9 +200,9 @@ def status(
     if as_json:
         typer.echo(json.dumps(st.to_dict(), indent=2))
         return
-    console.print(f"store       {st.store}" + (f" ({st.kind} run)" if st.kind else ""))
+    _say(f"store       {st.store}" + (f" ({st.kind} run)" if st.kind else ""))
     if not st.targets:
-        console.print("no targets (no plan beside the store and no fleet rows in it)")
+        _say("no targets (no plan beside the store and no fleet rows in it)")
     for t in st.targets:
         req = "?" if t.requested is None else str(t.requested)
         pct = f" ({100 * t.done / t.requested:.0f}%)" if t.requested else ""
@@ -205,9 +210,9 @@ def status(
         units = ""
         if t.units is not None:
             units = f"; {t.units:g} unit(s) in the cluster, {t.units_free:g} free"
-        console.print(f"{t.label}{res}: {t.done}/{req} rows{pct}; {t.deployment}{units}")
+        _say(f"{t.label}{res}: {t.done}/{req} rows{pct}; {t.deployment}{units}")
         for e in t.envs:
             nodes = f" on {', '.join(e.nodes)}" if e.nodes else ""
-            console.print(f"    env {e.env_id}  {e.description} ({e.rows} rows{nodes})")
+            _say(f"    env {e.env_id}  {e.description} ({e.rows} rows{nodes})")
     for w in st.warnings:
-        console.print(f"warning: {w}")
+        _say(f"warning: {w}")

@@ -32,7 +32,7 @@ from latbench.errors import LatbenchError, MissingDependencyError
 from latbench.fleet.envs import label_warning
 from latbench.fleet.plan import FleetPlan, deal, item_key, write_plan
 from latbench.fleet.targets import Target
-from latbench.fleet.worker import ChunkResult, ChunkTask, MeasureFn, run_chunk
+from latbench.fleet.worker import ChunkError, ChunkResult, ChunkTask, MeasureFn, run_chunk
 from latbench.profiling.job import WorkItem
 
 #: How a user installs Ray for latbench.
@@ -137,7 +137,8 @@ def connect(address: str, targets: Sequence[Target] = (), *, num_cpus: int | Non
             resources: dict[str, float] = {}
             for t in targets:
                 resources[t.resource] = max(resources.get(t.resource, 0.0), float(t.local_units))
-            ray.init(num_cpus=num_cpus, resources=resources, include_dashboard=False, **quiet)
+            # address="local" always starts a new cluster; None would join one started by `ray start`.
+            ray.init(address="local", num_cpus=num_cpus, resources=resources, include_dashboard=False, **quiet)
         else:
             ray.init(address=address, **quiet)
     except Exception as exc:  # ConnectionError, RuntimeError, grpc errors: all one line for the user
@@ -470,7 +471,7 @@ def _check_envs(state: _TargetState, warn: WarningFn) -> None:
 def _task_error(exc: BaseException) -> str:
     """One line for a failed task: the measurement's own error if it raised one, else Ray's."""
     cause = getattr(exc, "cause", None)
-    if isinstance(cause, LatbenchError):
+    if isinstance(cause, (LatbenchError, ChunkError)):
         return str(cause)
     if cause is not None:
         return f"{type(cause).__name__}: {_first_line(cause)}"

@@ -97,6 +97,18 @@ class ChunkResult:
 MeasureFn = Callable[..., list[dict[str, Any]]]
 
 
+class ChunkError(Exception):
+    """A measurement error raised on a worker, carried back to the driver as one line.
+
+    :class:`~latbench.errors.LatbenchError` takes two arguments and does not survive the
+    pickling Ray applies to a task's exception; this one does.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def run_chunk(task: ChunkTask, measure_fn: MeasureFn | None = None) -> ChunkResult:
     """Measure ``task`` on this node's device and return the rows (runs inside a Ray task).
 
@@ -104,7 +116,20 @@ def run_chunk(task: ChunkTask, measure_fn: MeasureFn | None = None) -> ChunkResu
         task: The chunk.
         measure_fn: The unit of work, :func:`latbench.profiling.job.measure_group` by default
             (a test passes a wrapper that kills its worker to check Ray's retries).
+
+    Raises:
+        ChunkError: A :class:`~latbench.errors.LatbenchError` (a missing library or GPU, a bad
+            deployment) raised while measuring, with its one-line message.
     """
+    from latbench.errors import LatbenchError
+
+    try:
+        return _run_chunk(task, measure_fn)
+    except LatbenchError as exc:
+        raise ChunkError(str(exc)) from None
+
+
+def _run_chunk(task: ChunkTask, measure_fn: MeasureFn | None) -> ChunkResult:
     from latbench.profiling.base import get_backend
     from latbench.profiling.fingerprint import collect, peaks_key
     from latbench.profiling.job import measure_group

@@ -69,15 +69,16 @@ def targets_file(tmp_path: Path) -> Path:
     return p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_cluster() -> Any:
-    """One local Ray cluster for the whole session (starting one takes seconds)."""
+    """One local Ray cluster for the fleet tests (starting one takes seconds), stopped after the last of them."""
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'latbench[ray]')")
     import logging
 
     started = not ray.is_initialized()
     if started:
         ray.init(
+            address="local",  # a cluster of our own, never one another process started on this machine
             num_cpus=2,
             resources=RESOURCES,
             include_dashboard=False,
