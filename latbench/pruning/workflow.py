@@ -111,26 +111,10 @@ def _check_job_file(out: Path, options: dict[str, Any], resume: bool) -> None:
     atomic_write_json(path, options)
 
 
-def _baseline(job: PruneJob, log: Log) -> tuple[nn.Module, dict[str, Any]]:
-    """The unpruned model: trained here for ``vit-digits`` (resumable), else read from the file."""
-    path = job.out / "baseline.pt"
+def _source(job: PruneJob) -> tuple[Any, nn.Module | None, dict[str, Any]]:
+    """The unpruned architecture, and the model with its meta when it comes from a file (checked first)."""
     if job.model == digits.DIGITS_MODEL:
-        if job.resume and path.exists():
-            return load_model(path)
-        from latbench.models.build import build_model
-
-        arch = digits.digits_arch()
-        model = build_model(arch, seed=job.prune.seed).train()
-        train_set, val, test = digits.digits_data(job.prune.seed)
-        log(f"training the baseline {arch.describe()} for {job.baseline.steps} batches")
-        train(model, train_set, job.baseline, kind="train", checkpoint=job.out / "baseline.run", resume=job.resume)
-        meta = {
-            "source": "vit-digits baseline",
-            "val_accuracy": evaluate_accuracy(model, val),
-            "test_accuracy": evaluate_accuracy(model, test),
-        }
-        save_model(path, model, meta)
-        return model.eval(), meta
+        return digits.digits_arch(), None, {}
     model, meta = load_model(job.model)
     if not digits.is_digits_arch(model.arch):  # type: ignore[attr-defined]
         raise LatbenchError(
@@ -138,8 +122,31 @@ def _baseline(job: PruneJob, log: Log) -> tuple[nn.Module, dict[str, Any]]:
             "the built-in training data is the digits (vit, 8x8, 1 channel, 10 classes); "
             f"this model is {model.arch.describe()}",  # type: ignore[attr-defined]
         )
-    save_model(path, model, {**meta, "source": str(job.model)})
-    return model, meta
+    return model.arch, model, meta  # type: ignore[attr-defined]
+
+
+def _baseline(job: PruneJob, given: nn.Module | None, meta: dict[str, Any], log: Log) -> nn.Module:
+    """The unpruned model: trained here for ``vit-digits`` (resumable), else the given one; saved as baseline.pt."""
+    path = job.out / "baseline.pt"
+    if given is not None:
+        save_model(path, given, {**meta, "source": str(job.model)})
+        return given
+    if job.resume and path.exists():
+        return load_model(path)[0]
+    from latbench.models.build import build_model
+
+    arch = digits.digits_arch()
+    model = build_model(arch, seed=job.prune.seed).train()
+    train_set, val, test = digits.digits_data(job.prune.seed)
+    log(f"training the baseline {arch.describe()} for {job.baseline.steps} batches")
+    train(model, train_set, job.baseline, kind="train", checkpoint=job.out / "baseline.run", resume=job.resume)
+    meta = {
+        "source": "vit-digits baseline",
+        "val_accuracy": evaluate_accuracy(model, val),
+        "test_accuracy": evaluate_accuracy(model, test),
+    }
+    save_model(path, model, meta)
+    return model.eval()
 
 
 def _latency(job: PruneJob, arch: Any, log: Log) -> LatencyCost | None:
@@ -168,12 +175,15 @@ def prune_to_dir(job: PruneJob, log: Log = _quiet) -> dict[str, Any]:
             the model, or a directory holding a job with other options.
     """
     _set_threads(job.threads)
+    t0 = time.perf_counter()
+    arch, given, meta = _source(job)
+    if job.lut != "measure":
+        latency = _latency(job, arch, log)  # a table that does not fit fails before any training
     job.out.mkdir(parents=True, exist_ok=True)
     _check_job_file(job.out, job.options(), job.resume)
-    t0 = time.perf_counter()
-    baseline, _ = _baseline(job, log)
-    arch = baseline.arch  # type: ignore[attr-defined]
-    latency = _latency(job, arch, log)
+    baseline = _baseline(job, given, meta, log)
+    if job.lut == "measure":
+        latency = _latency(job, arch, log)
     train_set, val, test = digits.digits_data(job.prune.seed)
     model = copy.deepcopy(baseline).train()
     acc_before = {"val": evaluate_accuracy(baseline, val), "test": evaluate_accuracy(baseline, test)}

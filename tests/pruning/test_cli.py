@@ -1,0 +1,149 @@
+"""``latbench prune`` and ``latbench finetune`` end to end through CliRunner (the lead registers them; built here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from latbench.cli._app import make_app
+from latbench.cli.prune import finetune, prune
+from latbench.models.build import build_model
+from latbench.pruning.checkpoint import load_model, save_model
+from latbench.pruning.digits import digits_arch
+from latbench.space.arch import Arch
+
+from .helpers import linear_lut, tiny_bert, tiny_vit
+
+app = make_app("test app")
+app.command("prune")(prune)
+app.command("finetune")(finetune)
+runner = CliRunner()
+
+QUICK = ["--baseline-steps", "10", "--batch-size", "32", "--no-measure", "--threads", "1"]
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("latbench: error: "), lines[0]
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def lut_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("lut") / "lut.json"
+    linear_lut(digits_arch(), lo=4).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pruned_dir(tmp_path_factory, lut_file) -> Path:
+    out = tmp_path_factory.mktemp("job") / "job"
+    torch.set_num_threads(1)
+    r = run(
+        "prune", "--model", "vit-digits", "--out", out, "--lut", lut_file, "--latency-target", "0.6",
+        "--latency-regularization", "1", "--normalize", "--prune-per-iter", "48", "--interval-prune", "2",
+        "--steps", "60", "--round-to", "4", *QUICK,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_prune_from_the_cli_writes_a_small_dense_model(pruned_dir):
+    report = json.loads((pruned_dir / "prune_report.json").read_text())
+    assert report["reached"] and report["reason"] == "latency target reached"
+    assert report["latency_ratio"] <= 0.6
+    arch = Arch.from_json((pruned_dir / "arch.json").read_text())
+    dense, _ = load_model(pruned_dir / "pruned.pt")
+    assert dense.arch == arch and arch.to_dict() == report["arch"]
+    assert arch.hidden % 4 == 0 and all(s.mlp % 4 == 0 for s in arch.layers)  # --round-to 4
+    assert report["bytes_dense"] < report["bytes_masked"]
+    masked, meta = load_model(pruned_dir / "masked.pt")
+    assert masked.arch == digits_arch() and set(meta["masks"]) >= {"emb", "blocks.0.heads"}
+    assert (pruned_dir / "baseline.pt").exists() and (pruned_dir / "prune.run").exists()
+
+
+def test_finetune_from_the_cli(pruned_dir):
+    r = run("finetune", pruned_dir, "--steps", "4", "--batch-size", "32")
+    assert r.exit_code == 0, r.output
+    report = json.loads((pruned_dir / "finetune_report.json").read_text())
+    assert report["steps"] == 4 and "test" in report["accuracy_after"]
+    model, _ = load_model(pruned_dir / "finetuned.pt")
+    assert model.arch == Arch.from_json((pruned_dir / "arch.json").read_text())
+
+
+def test_a_finished_job_resumes_to_the_same_result_and_refuses_other_options(pruned_dir, lut_file):
+    before = json.loads((pruned_dir / "prune_report.json").read_text())
+    args = [
+        "prune", "--model", "vit-digits", "--out", pruned_dir, "--lut", lut_file, "--latency-target", "0.6",
+        "--latency-regularization", "1", "--normalize", "--prune-per-iter", "48", "--interval-prune", "2",
+        "--steps", "60", "--round-to", "4", *QUICK,
+    ]  # fmt: skip
+    r = run(*args)
+    assert r.exit_code == 0, r.output
+    after = json.loads((pruned_dir / "prune_report.json").read_text())
+    assert after["arch"] == before["arch"] and after["history"] == before["history"]
+    changed = list(args)
+    changed[changed.index("0.6")] = "0.7"
+    assert_one_line_error(run(*changed), "holds a job with other options", "prune")
+
+
+def test_nvit_config_and_nvit_table_from_a_model_file(pruned_dir, tmp_path, fixtures_dir):
+    config = fixtures_dir / "nvit" / "group8_m23_m09.json"
+    table = fixtures_dir / "nvit" / "latency_head.json"
+    out = tmp_path / "nvit"
+    r = run(
+        "prune", "--model", pruned_dir / "baseline.pt", "--out", out, "--config", config, "--lut", table,
+        "--force", "--latency-target", "0.8", "--latency-regularization", "0.001", "--interval-prune", "2",
+        "--steps", "30", *QUICK,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "prune_report.json").read_text())
+    job = json.loads((out / "job.json").read_text())
+    assert job["prune"]["importance"] == "taylor23" and job["prune"]["momentum"] == pytest.approx(0.9)
+    assert job["prune"]["granularity"] == {"emb": 16, "heads": 2, "qk": 8, "v": 8, "mlp": 16}
+    assert report["lut"]["unit"] == "unknown" and report["latency_ratio"] <= 0.8
+    arch = Arch.from_dict(report["arch"])
+    assert arch.hidden % 16 == 0 and all(s.mlp % 16 == 0 for s in arch.layers)  # NViT's chunks
+
+
+def test_bad_inputs_give_one_line(tmp_path, lut_file, pruned_dir):
+    base = ["prune", "--model", pruned_dir / "baseline.pt", "--out", tmp_path / "o", *QUICK]
+    assert_one_line_error(run(*base, "--lut", lut_file, "--latency-target", "1.5"), "--latency-target", "between 0")
+    assert_one_line_error(run(*base, "--lut", lut_file, "--latency-target", "0"), "--latency-target")
+    assert_one_line_error(run(*base, "--lut", lut_file), "--latency-target", "--params-target")
+    assert_one_line_error(run(*base, "--latency-target", "0.5"), "--lut")
+    assert_one_line_error(
+        run(*base, "--lut", lut_file, "--latency-target", "0.5", "--importance", "fisher"), "--importance", "fisher"
+    )
+    small = tmp_path / "small.json"
+    linear_lut(tiny_vit()).save(small)
+    assert_one_line_error(run(*base, "--lut", small, "--latency-target", "0.5"), "does not cover the model", "emb=64")
+    bad_config = tmp_path / "nvit.json"
+    bad_config.write_text(json.dumps({"method": 23, "prune_per_iteration": 8, "warp": 1}))
+    assert_one_line_error(
+        run(*base, "--lut", lut_file, "--latency-target", "0.5", "--config", bad_config), "unknown", "'warp'"
+    )
+    assert_one_line_error(
+        run(*base[:2], tmp_path / "missing.pt", *base[3:], "--lut", lut_file, "--latency-target", "0.5"),
+        "missing.pt",
+        "no such file",
+    )
+    bert = tmp_path / "bert.pt"
+    save_model(bert, build_model(tiny_bert()))
+    assert_one_line_error(
+        run(*base[:2], bert, *base[3:], "--lut", lut_file, "--latency-target", "0.5"), "built-in training data"
+    )
+    assert_one_line_error(run("finetune", tmp_path / "empty"), "no pruned.pt")
+    assert not (tmp_path / "o").exists()  # nothing was written for a refused job
