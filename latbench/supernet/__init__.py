@@ -38,6 +38,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "train_supernet",
     ),
     "latbench.supernet.evaluate": ("SubnetEvaluation", "evaluate_subnet", "extract_sub_network", "subnet_quality"),
+    "latbench.supernet.compare": ("compare_strategies", "probe_archs"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

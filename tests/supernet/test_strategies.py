@@ -126,3 +126,15 @@ def test_losses_are_sums_and_distillation_vanishes_for_the_teacher_itself() -> N
     assert torch.allclose(label_loss_sum(logits, targets), expected)
     assert float(distill_loss_sum(logits, logits, targets, 2.0)) == pytest.approx(0.0, abs=1e-5)
     assert float(distill_loss_sum(logits, logits.flip(0), targets, 2.0)) > 0
+
+
+def test_compare_strategies_gives_equal_pass_budgets(corpus, tmp_path) -> None:
+    from latbench.supernet.compare import compare_strategies, passes_per_step
+
+    config = tiny_config("gpt", corpus, steps=2, num_random=1)  # sandwich: 3 passes per step, 6 in all
+    rows = compare_strategies(config, tmp_path)
+    by_strategy = {r["strategy"]: r for r in rows}
+    assert {r["strategy"]: r["steps"] for r in rows} == {"standard": 6, "random": 6, "sandwich": 2}
+    assert all(r["passes"] == 6 for r in by_strategy.values()) and passes_per_step(config) == 3
+    params = [r["params"] for r in rows if r["strategy"] == "sandwich"]
+    assert params == sorted(params) and len(params) >= 3
