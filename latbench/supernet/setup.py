@@ -66,6 +66,10 @@ def make_train_config(
         LatbenchError: Conflicting or invalid choices, naming the option.
     """
     seed = options.get("seed", 0)
+    # Absolute paths: a run evaluated, resumed or used as a teacher from another directory still finds them.
+    data = [str(Path(p).resolve()) for p in data]
+    if options.get("teacher") is not None:
+        options["teacher"] = str(Path(str(options["teacher"])).resolve())
     if further_train is not None:
         if space is not None:
             raise LatbenchError("--further-train", "trains the exported model; leave out --space")
@@ -99,7 +103,7 @@ def make_train_config(
             data=data_cfg,
             space=None,
             strategy="standard",
-            init_from=str(Path(further_train)),
+            init_from=str(Path(further_train).resolve()),
             **options,  # type: ignore[arg-type]
         )
     if space is None:

@@ -8,7 +8,9 @@ data (byte vocabulary, ``seq_len`` positions, 8x8 digits) and ``--scale`` or
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 from latbench.errors import LatbenchError
 from latbench.space.arch import Arch
@@ -42,6 +44,15 @@ class SpaceCaps:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise LatbenchError(f"--{name.replace('_', '-')}", f"expected a positive integer, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SpaceCaps:
+        if not isinstance(data, Mapping) or set(data) - {f.name for f in fields(cls)}:
+            raise LatbenchError("caps", f"expected an object with {', '.join(f.name for f in fields(cls))}")
+        return cls(**data)
 
     @property
     def active(self) -> bool:
