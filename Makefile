@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-# Extras the test suite exercises; the heavy ones (tensorrt, ray, transformers) stay optional.
-EXTRAS ?= dev,onnx,gpu
+# Extras the test suite exercises. tensorrt stays optional (no GPU here); xgboost comes as
+# xgboost-cpu, the CPU build of the same package (the `xgboost` wheel pulls NVIDIA's NCCL).
+EXTRAS ?= dev,onnx,gpu,hf,ray
 
 .PHONY: quickstart test lint install clean
 
@@ -16,7 +17,7 @@ $(PY):
 # would otherwise pull a multi-GB CUDA build. 2.13.0+cpu lies on this machine's disk.
 $(STAMP): pyproject.toml | $(PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]" xgboost-cpu
 	@touch $(STAMP)
 
 install: $(STAMP)

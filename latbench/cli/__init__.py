@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latbench.cli import arch, lut, profile, space
+from latbench.cli import arch, fleet, lut, profile, prune, space, supernet
 from latbench.cli._app import make_app
 from latbench.cli.env import env
 
@@ -12,9 +12,16 @@ app.command("profile")(profile.profile)
 app.command("measure")(profile.measure)
 app.command("show")(profile.show)
 app.command("build-lut")(profile.build_lut)
+app.command("train-supernet")(supernet.train_supernet)
+app.command("evaluate")(supernet.evaluate)
+app.command("extract")(supernet.extract)
+app.command("compress")(supernet.compress)
+app.command("prune")(prune.prune)
+app.command("finetune")(prune.finetune)
 app.add_typer(space.app, name="space")
 app.add_typer(arch.app, name="arch")
 app.add_typer(lut.app, name="lut")
+app.add_typer(fleet.app, name="fleet")
 
 
 def main() -> None:
