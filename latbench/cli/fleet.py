@@ -90,6 +90,7 @@ def profile(
     group_size: int = typer.Option(4, "--group-size", help="Architectures a task prepares and interleaves together."),
     peaks: bool = typer.Option(True, "--peaks/--no-peaks", help="Measure each device's peaks once (roofline)."),
     max_retries: int = typer.Option(3, "--max-retries", help="Ray retries of a task whose worker or node died."),
+    flush_s: float = typer.Option(5.0, "--flush-s", help="Append arrived rows to the store at most this often (s)."),
 ) -> None:
     """Measure a sample of a space on every target; identical devices share the work."""
     from latbench.fleet import fleet_profile, read_targets
@@ -119,6 +120,7 @@ def profile(
             max_retries=max_retries,
             on_progress=on_progress,
             on_warning=on_warning,
+            flush_s=flush_s,
         )
     _say(f"wrote {report.measured} rows to {out}")
     _print_report(report)
@@ -146,6 +148,7 @@ def build_lut(
     seed: int = typer.Option(0, "--seed", help="Weight seed, and the seed of the order points are dealt in."),
     peaks: bool = typer.Option(True, "--peaks/--no-peaks", help="Measure each device's peaks once (roofline)."),
     max_retries: int = typer.Option(3, "--max-retries", help="Ray retries of a task whose worker or node died."),
+    flush_s: float = typer.Option(5.0, "--flush-s", help="Append arrived rows to the store at most this often (s)."),
 ) -> None:
     """Measure every point of a LUT grid on every target and write one table per target."""
     from latbench.fleet import fleet_build_lut, read_targets
@@ -174,6 +177,7 @@ def build_lut(
             max_retries=max_retries,
             on_progress=on_progress,
             on_warning=on_warning,
+            flush_s=flush_s,
         )
     for label, path in result.tables.items():
         cov = LookupTable.load(path).coverage()

@@ -315,6 +315,7 @@ def run_plan(
     measure_fn: MeasureFn | None = None,
     on_progress: ProgressFn | None = None,
     on_warning: WarningFn | None = None,
+    flush_s: float = 5.0,
 ) -> FleetReport:
     """Measure ``plan`` on its targets through Ray, into the result store at ``out`` (resumable).
 
@@ -327,6 +328,8 @@ def run_plan(
             :func:`latbench.profiling.job.measure_group`); tests wrap it to inject faults.
         on_progress: ``(label, done, requested)`` once per target at the start and after each chunk.
         on_warning: Called with each warning as it arises (they are also in the report).
+        flush_s: Rows that arrived are appended to the store together at most this often
+            (and at the end); a killed driver loses at most that much work, measured again on restart.
 
     Returns:
         A :class:`FleetReport`; a target stopped by an error has it in ``error`` (its rows so far are kept).
@@ -369,13 +372,54 @@ def run_plan(
         write_plan(out, plan)
         if any(s.queue for s in states.values()):
             with connect(address, plan.targets) as session:
-                _drive(session.ray, plan, store, states, max_retries, measure_fn, on_progress, warn)
+                _drive(session.ray, plan, store, states, max_retries, measure_fn, on_progress, warn, flush_s)
     return FleetReport(
         out=str(out),
         targets=tuple(s.report() for s in states.values()),
         warnings=tuple(warnings),
         wall_s=time.perf_counter() - t0,
     )
+
+
+class _Lander:
+    """Rows waiting to be appended to the store, written together every ``flush_s`` seconds.
+
+    Each append rewrites the whole parquet file (atomically), so appending every chunk of a
+    9 375-point grid would cost the driver time quadratic in the grid. Rows not yet written
+    when a driver is killed are measured again by the next run: none is lost, none doubled.
+    """
+
+    def __init__(self, store: Any, flush_s: float) -> None:
+        self.store = store
+        self.flush_s = flush_s
+        self.rows: list[dict[str, Any]] = []
+        self.envs: dict[str, dict[str, Any]] = {}
+        self.keys: set[Any] = set()
+        self.last = time.monotonic()
+
+    def add(self, rows: Sequence[dict[str, Any]], env_id: str, fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
+        """Queue the rows whose keys are neither stored nor queued; returns them."""
+        from latbench.profiling.store import measurement_key
+
+        fresh = []
+        for r in rows:
+            # A retried task delivers once, but the store is the judge: never append a key twice.
+            k = measurement_key(r)
+            if k not in self.store and k not in self.keys:
+                self.keys.add(k)
+                fresh.append(r)
+        if fresh:
+            self.rows.extend(fresh)
+            known = self.envs.setdefault(env_id, fingerprint)
+            if known is not fingerprint:
+                known["peaks"] = {**(fingerprint.get("peaks") or {}), **(known.get("peaks") or {})}
+        return fresh
+
+    def flush(self, force: bool = False) -> None:
+        if self.rows and (force or time.monotonic() - self.last >= self.flush_s):
+            self.store.append(self.rows, self.envs)
+            self.rows, self.envs, self.keys = [], {}, set()
+            self.last = time.monotonic()
 
 
 def _drive(
@@ -387,10 +431,9 @@ def _drive(
     measure_fn: MeasureFn | None,
     on_progress: ProgressFn | None,
     warn: WarningFn,
+    flush_s: float,
 ) -> None:
     """The ``ray.wait`` loop: keep each target's devices fed, land each result as it arrives."""
-    from latbench.profiling.store import measurement_key
-
     busy = [s.target for s in states.values() if s.queue]
     units = target_units(ray, busy)
     remotes: dict[str, Any] = {}
@@ -404,7 +447,9 @@ def _drive(
     known_peaks: dict[str, dict[str, Any]] = {
         env_id: dict(fp.get("peaks") or {}) for env_id, fp in store.fingerprints().items()
     }
+    lander = _Lander(store, flush_s)
     pending: dict[Any, str] = {}
+    finished = False
     try:
         while True:
             for label, s in states.items():
@@ -422,7 +467,7 @@ def _drive(
                     pending[remotes[label].remote(task, measure_fn)] = label
                     s.inflight += 1
             if not pending:
-                return
+                break
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
                 label = pending.pop(ref)
@@ -440,10 +485,7 @@ def _drive(
                             s.inflight -= 1
                     warn(f"target {label!r} stopped: {s.error}")
                     continue
-                # A retried task delivers once, but the store is the judge: never append a key twice.
-                rows = [r for r in result.rows if measurement_key(r) not in store]
-                if rows:
-                    store.append(rows, {result.env_id: result.fingerprint})
+                rows = lander.add(result.rows, result.env_id, result.fingerprint)
                 s.measured += len(rows)
                 s.unstable += sum(bool(r["unstable"]) for r in rows)
                 s.nodes.add(result.node)
@@ -453,12 +495,19 @@ def _drive(
                     _check_envs(s, warn)
                 if on_progress:
                     on_progress(label, s.already_done + s.measured, s.requested)
+            lander.flush()
+        finished = True
     finally:
         for ref in pending:  # an interrupted driver leaves no task running on a device
             try:
                 ray.cancel(ref, force=True)
             except Exception:
                 pass
+        try:
+            lander.flush(force=True)  # what did arrive is kept, even when the driver is interrupted
+        except Exception:
+            if finished:
+                raise  # else the error that interrupted the run is the one to report
 
 
 def _check_envs(state: _TargetState, warn: WarningFn) -> None:

@@ -60,6 +60,7 @@ def fleet_build_lut(
     measure_fn: MeasureFn | None = None,
     on_progress: ProgressFn | None = None,
     on_warning: WarningFn | None = None,
+    flush_s: float = 5.0,
 ) -> FleetLutReport:
     """Measure every point of ``grid`` on every target and write one table per target.
 
@@ -80,6 +81,7 @@ def fleet_build_lut(
         measure_fn: The unit of work on the device (default ``measure_group``).
         on_progress: ``(label, done, requested)`` after each chunk.
         on_warning: Each warning as it arises.
+        flush_s: Arrived rows are appended to the store together at most this often (and at the end).
     """
     from latbench.lut.build import STATISTIC_COLUMNS
 
@@ -100,6 +102,7 @@ def fleet_build_lut(
         measure_fn=measure_fn,
         on_progress=on_progress,
         on_warning=on_warning,
+        flush_s=flush_s,
     )
     tables: dict[str, str] = {}
     for t, tr in zip(plan.targets, report.targets):

@@ -31,6 +31,7 @@ def fleet_profile(
     measure_fn: MeasureFn | None = None,
     on_progress: ProgressFn | None = None,
     on_warning: WarningFn | None = None,
+    flush_s: float = 5.0,
 ) -> FleetReport:
     """Sample ``samples`` architectures of ``space`` with ``seed`` and measure them on every target.
 
@@ -56,6 +57,7 @@ def fleet_profile(
         measure_fn: The unit of work on the device (default ``measure_group``).
         on_progress: ``(label, done, requested)`` after each chunk.
         on_warning: Each warning as it arises.
+        flush_s: Arrived rows are appended to the store together at most this often (and at the end).
     """
     plan = profile_plan(
         space,
@@ -77,4 +79,5 @@ def fleet_profile(
         measure_fn=measure_fn,
         on_progress=on_progress,
         on_warning=on_warning,
+        flush_s=flush_s,
     )

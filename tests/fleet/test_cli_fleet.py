@@ -117,3 +117,72 @@ def test_build_lut_cli_writes_tables(ray_cluster, grid_file, targets_file, tmp_p
     assert "8/8 measured" in result.stdout
     status = runner.invoke(app, ["fleet", "status", "--out", str(out / "fleet.parquet")])
     assert "(lut run)" in status.stdout and "8/8 rows" in status.stdout
+
+
+CLI_SCRIPT = """
+from latbench.cli import fleet
+from latbench.cli._app import make_app
+app = make_app("fleet")
+app.add_typer(fleet.app, name="fleet")
+app()
+"""
+
+
+@pytest.mark.slow
+def test_driver_killed_9_then_rerun_ends_complete_without_duplicates(space_file, tmp_path):
+    """A real driver process with its own local cluster, killed with SIGKILL once rows have landed."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'latbench[ray]')")
+    targets = tmp_path / "t.json"
+    targets.write_text(
+        json.dumps(
+            {
+                "targets": [
+                    {
+                        "label": "pair",
+                        "resource": "cpu_pair",
+                        "device": "cpu",
+                        "deploy": {"backend": "torch", "threads": 1},
+                        "local_units": 2,
+                    }
+                ]
+            }
+        )
+    )
+    script = tmp_path / "cli.py"
+    script.write_text(CLI_SCRIPT)
+    out = tmp_path / "killed.parquet"
+    args = [sys.executable, str(script), *profile_args(space_file, targets, out, "local")]
+    args[args.index("--samples") + 1] = "8"
+    args[args.index("--budget-s") + 1] = "0.3"
+    proc = subprocess.Popen(
+        [*args, "--flush-s", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and len(read_store(out)) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    partial = len(read_store(out))
+    again = subprocess.run(
+        [*args], capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2]
+    )
+    assert again.returncode == 0, again.stderr
+    df = read_store(out)
+    keys = list(zip(df.arch, df.scope, df.block_index, df.deploy_key))
+    assert len(keys) == len(set(keys)) and len(df) > partial
+    assert f"{len(df)}/{len(df)} rows" in again.stdout

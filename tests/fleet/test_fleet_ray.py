@@ -100,8 +100,8 @@ def test_a_restarted_driver_resumes_without_duplicates(ray_cluster, tmp_path):
         if done > 0:
             raise KeyboardInterrupt  # the driver dies with tasks still running on the devices
 
-    with pytest.raises(KeyboardInterrupt):
-        run(targets, out, on_progress=crash_after_first_chunk)
+    with pytest.raises(KeyboardInterrupt):  # rows that arrived are written even before a flush is due
+        run(targets, out, on_progress=crash_after_first_chunk, flush_s=3600.0)
     partial = read_store(out)
     assert 0 < len(partial)
     report = run(targets, out)
