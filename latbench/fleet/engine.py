@@ -13,7 +13,9 @@ A restarted driver measures only the keys the store lacks, so a run ends, howeve
 often it was interrupted, with every requested row exactly once.
 
 ``import ray`` happens here, lazily; without it every entry point raises a one-line
-:class:`~latbench.errors.MissingDependencyError`.
+:class:`~latbench.errors.MissingDependencyError`. Every node of the cluster needs
+latbench (and the backend's libraries) installed: the task function is shipped by
+reference, and each row's fingerprint records the versions that measured it.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        if isinstance(exc, TimeoutError) or isinstance(exc, socket.timeout):
+        if isinstance(exc, TimeoutError):
             reason = f"no answer in {timeout_s:g} s"
         raise LatbenchError("--address", f"cannot reach Ray at {address} ({reason})") from None
 

@@ -174,3 +174,12 @@ def test_environments_that_differ_only_in_gpu_uuid_are_alike_others_warn():
     assert env_differences(other) == ["gpus[0].driver_version: 535.104 vs 550.54"]
     message = label_warning("h100", other)
     assert message is not None and "'h100'" in message and "driver_version" in message and "kept apart" in message
+
+
+def test_importing_the_fleet_imports_neither_ray_nor_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, latbench.fleet, latbench.cli.fleet; print('ray' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
