@@ -16,6 +16,10 @@ class LatbenchError(ValueError):
         self.what = what
         super().__init__(f"{where}: {what}" if where else what)
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Two constructor arguments: without this, pickling (a Ray worker's error) loses the class.
+        return (type(self), (self.where, self.what))
+
 
 class MissingDependencyError(LatbenchError):
     """An optional library (an extra) or a piece of hardware is missing."""

@@ -486,6 +486,8 @@ class DeployConfig:
             name, eq, value = part.partition("=")
             if not eq:
                 raise LatbenchError("deploy key", f"expected name=value, got {part!r}")
+            if name == "target":  # a fleet row's key starts with its target label: not part of the deployment
+                continue
             if "." in name:
                 options[name] = value
             elif name in ("threads", "batch", "seq_len"):
