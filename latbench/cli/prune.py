@@ -58,7 +58,7 @@ def prune(
     baseline_steps: int = typer.Option(1500, "--baseline-steps", help="Batches to train the vit-digits baseline."),
     nvit_unit: str | None = typer.Option(None, "--nvit-unit", help="Unit of an NViT table's values: s or ms."),
     force: bool = typer.Option(False, "--force", help="Use a LUT recorded for another workload (e.g. NViT's)."),
-    latency_batch: int = typer.Option(256, "--latency-batch", help="Images per call when measuring latency."),
+    latency_batch: int = typer.Option(32, "--latency-batch", help="Images per call when measuring latency."),
     threads: int = typer.Option(1, "--threads", help="Torch threads for training and measuring."),
     measure: bool = typer.Option(True, "--measure/--no-measure", help="Measure baseline and pruned latency here."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the directory's checkpoints."),

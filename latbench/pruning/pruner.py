@@ -323,8 +323,10 @@ class Pruner:
             # Stable sort: equal scores fall back to the unit index, so runs are reproducible.
             order = idx[torch.sort(s[idx], stable=True).indices]
             step = cfg.granularity[g.kind]
+            # A step takes at most ceil(prune_per_iter / step) chunks of one group: rank only those.
+            most = -(-cfg.prune_per_iter // step)
             k = 0
-            while g.active - (k + 1) * step >= self.floors[g.kind]:
+            while k < most and g.active - (k + 1) * step >= self.floors[g.kind]:
                 units = order[k * step : (k + 1) * step]
                 imp = float(s[units].mean())
                 chunks.append(_Chunk(i, k, units, imp - penalty, imp, gain))

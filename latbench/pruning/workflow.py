@@ -77,7 +77,7 @@ class PruneJob:
     lut: str | None = None
     nvit_unit: str | None = None
     force_lut: bool = False
-    latency_batch: int = 256
+    latency_batch: int = 32
     threads: int | None = 1
     measure: bool = True
     resume: bool = True
@@ -277,7 +277,7 @@ def run_digits_task(
     finetune: TrainConfig | None = None,
     baseline: TrainConfig | None = None,
     lut: str = "measure",
-    latency_batch: int = 256,
+    latency_batch: int = 32,
     threads: int = 1,
     same_latency: bool = True,
     log: Log = _quiet,
