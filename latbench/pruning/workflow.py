@@ -13,6 +13,10 @@ again with the same options resumes from its checkpoints):
 - ``prune_report.json``; after ``finetune``: ``finetune.run``, ``finetuned.pt``,
   ``finetune_report.json``.
 
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the jobs join a gloo process group, train
+data-parallel (see :mod:`latbench.pruning.loop`), and only rank 0 writes files and
+measures latency.
+
 :func:`run_digits_task` is the experiment of issue 7: baseline, prune to a
 latency target with the CPU LUT, fine-tune, and the same pruning without the
 latency term stopped at the same parameter count.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -37,7 +42,7 @@ from latbench.pruning import digits
 from latbench.pruning.checkpoint import load_model, save_model
 from latbench.pruning.config import PruneConfig, TrainConfig
 from latbench.pruning.latency import LatencyCost, load_lut
-from latbench.pruning.loop import evaluate_accuracy, train
+from latbench.pruning.loop import evaluate_accuracy, train, world
 from latbench.pruning.run import finetune_model, prune_model
 
 __all__ = ["PruneJob", "finetune_dir", "prune_to_dir", "report_markdown", "run_digits_task"]
@@ -98,6 +103,27 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _init_distributed() -> None:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1): gloo, this package's CPU backend."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+
+
+def _main() -> bool:
+    """Whether this process writes files and measures (rank 0, or the only process)."""
+    return world()[0] == 0
+
+
+def _sync() -> None:
+    if world()[1] > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def _check_job_file(out: Path, options: dict[str, Any], resume: bool) -> None:
     path = out / "job.json"
     if resume and path.exists():
@@ -108,7 +134,10 @@ def _check_job_file(out: Path, options: dict[str, Any], resume: bool) -> None:
             raise LatbenchError(
                 str(out), f"holds a job with other options ({', '.join(diff)}); use another --out or --no-resume"
             )
-    atomic_write_json(path, options)
+    _sync()
+    if _main():
+        atomic_write_json(path, options)
+    _sync()
 
 
 def _source(job: PruneJob) -> tuple[Any, nn.Module | None, dict[str, Any]]:
@@ -129,7 +158,9 @@ def _baseline(job: PruneJob, given: nn.Module | None, meta: dict[str, Any], log:
     """The unpruned model: trained here for ``vit-digits`` (resumable), else the given one; saved as baseline.pt."""
     path = job.out / "baseline.pt"
     if given is not None:
-        save_model(path, given, {**meta, "source": str(job.model)})
+        if _main():
+            save_model(path, given, {**meta, "source": str(job.model)})
+        _sync()
         return given
     if job.resume and path.exists():
         return load_model(path)[0]
@@ -145,7 +176,9 @@ def _baseline(job: PruneJob, given: nn.Module | None, meta: dict[str, Any], log:
         "val_accuracy": evaluate_accuracy(model, val),
         "test_accuracy": evaluate_accuracy(model, test),
     }
-    save_model(path, model, meta)
+    if _main():
+        save_model(path, model, meta)
+    _sync()
     return model.eval()
 
 
@@ -154,9 +187,10 @@ def _latency(job: PruneJob, arch: Any, log: Log) -> LatencyCost | None:
         return None
     if job.lut == "measure":
         path = job.out / "lut.json"
-        if not (job.resume and path.exists()):
+        if not (job.resume and path.exists()) and _main():
             log(f"measuring a block LUT on this CPU (batch {job.latency_batch}, {job.threads or 'all'} threads)")
             digits.measure_lut(arch, path, batch=job.latency_batch, threads=job.threads or 1)
+        _sync()
         table = load_lut(path)
     else:
         table = load_lut(job.lut, nvit_unit=job.nvit_unit)
@@ -175,6 +209,7 @@ def prune_to_dir(job: PruneJob, log: Log = _quiet) -> dict[str, Any]:
             the model, or a directory holding a job with other options.
     """
     _set_threads(job.threads)
+    _init_distributed()
     t0 = time.perf_counter()
     arch, given, meta = _source(job)
     if job.lut != "measure":
@@ -201,9 +236,11 @@ def prune_to_dir(job: PruneJob, log: Log = _quiet) -> dict[str, Any]:
     pruner = outcome.pruner
     pruner.remove()
     masks = {g.name: g.keep.tolist() for g in pruner.groups}
-    save_model(job.out / "masked.pt", model, {"masks": masks, "note": "full size, pruned weights zeroed"})
-    save_model(job.out / "pruned.pt", outcome.dense, {"source": str(job.out / "masked.pt")})
-    atomic_write_text(job.out / "arch.json", outcome.arch.to_json() + "\n")
+    if _main():
+        save_model(job.out / "masked.pt", model, {"masks": masks, "note": "full size, pruned weights zeroed"})
+        save_model(job.out / "pruned.pt", outcome.dense, {"source": str(job.out / "masked.pt")})
+        atomic_write_text(job.out / "arch.json", outcome.arch.to_json() + "\n")
+    _sync()
     acc_after = {"val": evaluate_accuracy(outcome.dense, val), "test": evaluate_accuracy(outcome.dense, test)}
     report: dict[str, Any] = {
         "model": job.model,
@@ -215,14 +252,16 @@ def prune_to_dir(job: PruneJob, log: Log = _quiet) -> dict[str, Any]:
         "bytes_dense": _size(job.out / "pruned.pt"),
         "history": [r.to_dict() for r in pruner.history],
     }
-    if job.measure:
+    if job.measure and _main():
         log("measuring the baseline and the pruned model on this CPU")
         base_ms, pruned_ms = digits.measure_latency_ms(
             [baseline, outcome.dense], arch, batch=job.latency_batch, threads=job.threads or 1
         )
         report["measured_ms"] = {"baseline": base_ms, "pruned": pruned_ms, "ratio": pruned_ms / base_ms}
     report["wall_s"] = time.perf_counter() - t0
-    atomic_write_json(job.out / "prune_report.json", report)
+    if _main():
+        atomic_write_json(job.out / "prune_report.json", report)
+    _sync()
     return report
 
 
@@ -237,6 +276,7 @@ def finetune_dir(
         LatbenchError: ``out`` is not a finished pruning job directory.
     """
     _set_threads(threads)
+    _init_distributed()
     out = Path(out)
     for name in ("pruned.pt", "baseline.pt"):
         if not (out / name).exists():
@@ -252,7 +292,8 @@ def finetune_dir(
     outcome = finetune_model(model, train_set, config, teacher=teacher, checkpoint=out / "finetune.run", resume=resume)
     model.eval()
     after = {"val": evaluate_accuracy(model, val), "test": evaluate_accuracy(model, test)}
-    save_model(out / "finetuned.pt", model, {"source": str(out / "pruned.pt"), "val_accuracy": after["val"]})
+    if _main():
+        save_model(out / "finetuned.pt", model, {"source": str(out / "pruned.pt"), "val_accuracy": after["val"]})
     report = {
         "arch": model.arch.to_dict(),  # type: ignore[attr-defined]
         "steps": outcome.steps,
@@ -262,7 +303,9 @@ def finetune_dir(
         "teacher_accuracy": {"val": evaluate_accuracy(teacher, val), "test": evaluate_accuracy(teacher, test)},
         "train_config": config.to_dict(),
     }
-    atomic_write_json(out / "finetune_report.json", report)
+    if _main():
+        atomic_write_json(out / "finetune_report.json", report)
+    _sync()
     return report
 
 

@@ -147,3 +147,28 @@ def test_bad_inputs_give_one_line(tmp_path, lut_file, pruned_dir):
     )
     assert_one_line_error(run("finetune", tmp_path / "empty"), "no pruned.pt")
     assert not (tmp_path / "o").exists()  # nothing was written for a refused job
+
+
+@pytest.mark.slow
+def test_prune_under_torchrun_with_two_processes_matches_one(tmp_path, lut_file, pruned_dir):
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    args = [
+        "prune", "--model", pruned_dir / "baseline.pt", "--lut", lut_file, "--latency-target", "0.6",
+        "--latency-regularization", "1", "--normalize", "--prune-per-iter", "48", "--interval-prune", "2",
+        "--steps", "40", *QUICK,
+    ]  # fmt: skip
+    one = run(*args, "--out", tmp_path / "one")
+    assert one.exit_code == 0, one.output
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517"]
+    cmd += ["-m", "tests.pruning.cli_worker", *[str(a) for a in args], "--out", str(tmp_path / "two")]
+    done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (tmp_path / "two" / "arch.json").read_text() == (tmp_path / "one" / "arch.json").read_text()
+    a = json.loads((tmp_path / "one" / "prune_report.json").read_text())
+    b = json.loads((tmp_path / "two" / "prune_report.json").read_text())
+    assert [h["removed"] for h in a["history"]] == [h["removed"] for h in b["history"]]
