@@ -15,7 +15,7 @@ The same run from the command line (what the library call does, step by step)::
 
     latbench prune --model vit-digits --lut measure --latency-target 0.5 --latency-regularization 1 \\
         --normalize --importance taylor23 --momentum 0.5 --prune-per-iter 16 --interval-prune 10 \\
-        --granularity 4 --steps 3000 --out runs/latency
+        --granularity emb=8,qk=4,v=4,mlp=8 --steps 3000 --out runs/latency
     latbench finetune runs/latency --steps 800
     latbench prune --model runs/latency/baseline.pt --lut runs/latency/lut.json \\
         --params-target <params of runs/latency> --latency-regularization 0 ... --out runs/params

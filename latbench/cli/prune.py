@@ -21,9 +21,25 @@ def _kinds(value: str | None) -> tuple[str, ...] | None:
     return tuple(k.strip() for k in value.split(",") if k.strip())
 
 
-def _per_kind_except_heads(value: int | None) -> dict[str, int] | None:
-    # Multiples make sense for widths (emb, qk, v, mlp); a head count stays free.
-    return None if value is None else {"emb": value, "qk": value, "v": value, "mlp": value}
+def _per_kind(value: str | None, option: str) -> dict[str, Any] | None:
+    """``8`` (every width: emb, qk, v, mlp; a head count stays free) or ``emb=8,qk=4,heads=2``."""
+    if value is None:
+        return None
+    text = value.strip()
+    if "=" not in text:
+        try:
+            n = int(text)
+        except ValueError:
+            raise LatbenchError(option, f"expected an integer or kind=N pairs, got {value!r}") from None
+        return {"emb": n, "qk": n, "v": n, "mlp": n}
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        kind, _, num = item.partition("=")
+        try:
+            out[kind.strip()] = int(num)
+        except ValueError:
+            raise LatbenchError(option, f"expected kind=N, got {item!r}") from None
+    return out
 
 
 def prune(
@@ -48,8 +64,12 @@ def prune(
         None, "--normalize/--no-normalize", help="Make λ unit-free (importance / its median, gain / latency per unit)."
     ),
     kinds: str | None = typer.Option(None, "--kinds", help="Group kinds to prune, e.g. heads,mlp (default all)."),
-    granularity: int | None = typer.Option(None, "--granularity", help="Remove emb/qk/v/mlp units N at a time."),
-    round_to: int | None = typer.Option(None, "--round-to", help="Round final emb/qk/v/mlp sizes down to multiples."),
+    granularity: str | None = typer.Option(
+        None, "--granularity", help="Remove units N at a time: N (emb, qk, v, mlp) or emb=8,qk=4,heads=2."
+    ),
+    round_to: str | None = typer.Option(
+        None, "--round-to", help="Round final sizes down to multiples: N (emb, qk, v, mlp) or emb=8,mlp=16."
+    ),
     steps: int = typer.Option(2000, "--steps", help="Most training batches while pruning."),
     batch_size: int = typer.Option(64, "--batch-size", help="Global batch size."),
     lr: float = typer.Option(5e-4, "--lr", help="AdamW learning rate while pruning."),
@@ -78,8 +98,8 @@ def prune(
         "momentum": momentum,
         "normalize": normalize,
         "kinds": _kinds(kinds),
-        "granularity": _per_kind_except_heads(granularity),
-        "round_to": _per_kind_except_heads(round_to),
+        "granularity": _per_kind(granularity, "--granularity"),
+        "round_to": _per_kind(round_to, "--round-to"),
         "seed": seed,
     }
     given = {k: v for k, v in given.items() if v is not None}

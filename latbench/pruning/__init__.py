@@ -43,6 +43,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "latbench.pruning.checkpoint": ("load_model", "load_run", "save_model", "save_run"),
     "latbench.pruning.loop": ("BatchSource", "TrainOutcome", "distill_loss", "evaluate_accuracy", "train"),
     "latbench.pruning.run": ("PruneOutcome", "finetune_model", "prune_model"),
+    "latbench.pruning.workflow": ("PruneJob", "finetune_dir", "prune_to_dir", "report_markdown", "run_digits_task"),
+    "latbench.pruning.digits": ("DIGITS_MODEL", "digits_arch", "measure_latency_ms", "measure_lut"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -54,7 +54,7 @@ def pruned_dir(tmp_path_factory, lut_file) -> Path:
     r = run(
         "prune", "--model", "vit-digits", "--out", out, "--lut", lut_file, "--latency-target", "0.6",
         "--latency-regularization", "1", "--normalize", "--prune-per-iter", "48", "--interval-prune", "2",
-        "--steps", "60", "--round-to", "4", *QUICK,
+        "--steps", "60", "--round-to", "4", "--granularity", "heads=1,mlp=2", *QUICK,
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     return out
@@ -88,7 +88,7 @@ def test_a_finished_job_resumes_to_the_same_result_and_refuses_other_options(pru
     args = [
         "prune", "--model", "vit-digits", "--out", pruned_dir, "--lut", lut_file, "--latency-target", "0.6",
         "--latency-regularization", "1", "--normalize", "--prune-per-iter", "48", "--interval-prune", "2",
-        "--steps", "60", "--round-to", "4", *QUICK,
+        "--steps", "60", "--round-to", "4", "--granularity", "heads=1,mlp=2", *QUICK,
     ]  # fmt: skip
     r = run(*args)
     assert r.exit_code == 0, r.output
@@ -144,6 +144,12 @@ def test_bad_inputs_give_one_line(tmp_path, lut_file, pruned_dir):
     save_model(bert, build_model(tiny_bert()))
     assert_one_line_error(
         run(*base[:2], bert, *base[3:], "--lut", lut_file, "--latency-target", "0.5"), "built-in training data"
+    )
+    assert_one_line_error(
+        run(*base, "--lut", lut_file, "--latency-target", "0.5", "--granularity", "emb=x"), "--granularity"
+    )
+    assert_one_line_error(
+        run(*base, "--lut", lut_file, "--latency-target", "0.5", "--round-to", "attn=8"), "--round-to", "'attn'"
     )
     assert_one_line_error(run("finetune", tmp_path / "empty"), "no pruned.pt")
     assert not (tmp_path / "o").exists()  # nothing was written for a refused job

@@ -101,3 +101,16 @@ def test_train_config_validates():
         TrainConfig(distill_alpha=1.5)
     with pytest.raises(LatbenchError, match="distill_tau"):
         TrainConfig(distill_tau=0)
+
+
+def test_configs_load_without_torch_and_every_export_resolves():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, latbench.pruning, latbench.pruning.config; "
+        "assert 'torch' not in sys.modules, 'torch was imported'; "
+        "[getattr(latbench.pruning, n) for n in latbench.pruning.__all__]"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
