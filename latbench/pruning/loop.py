@@ -139,7 +139,8 @@ def evaluate_accuracy(model: nn.Module, data: TensorDataset, batch_size: int = 5
     """Top-1 accuracy of a classifier on ``data`` (eval mode; the model's mode is restored)."""
     was = model.training
     model.eval()
-    x, y = data.tensors[0], data.tensors[1]
+    device = next(model.parameters()).device
+    x, y = data.tensors[0].to(device), data.tensors[1].to(device)
     correct = 0
     for i in range(0, len(x), batch_size):
         correct += int((model(x[i : i + batch_size]).argmax(-1) == y[i : i + batch_size]).sum())
@@ -212,6 +213,7 @@ def train(
             p.requires_grad_(False)
     source = BatchSource(data, config.batch_size, config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
+    device = params[0].device
 
     def save(step: int) -> None:
         if ckpt is None:
@@ -236,7 +238,7 @@ def train(
         if pruner is not None and pruner.finished:
             stopped = "pruned"
             break
-        x, y = source.batch(step, rank, size)
+        x, y = (t.to(device) for t in source.batch(step, rank, size))
         model.train()
         logits = model(x)
         t_logits = None
