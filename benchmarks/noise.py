@@ -16,6 +16,7 @@ short loops timed with ``time.time()`` around the loop, median of the loop means
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -73,7 +74,6 @@ def main() -> None:
     ap.add_argument("--calls-per-round", type=int, default=15)
     ap.add_argument("--budget-s", type=float, default=10.0)
     ap.add_argument("--group-size", type=int, default=20)
-    ap.add_argument("--statistic", default="median_ms", help="median_ms, p10_ms or min_ms")
     ap.add_argument("--write", action="store_true", help="write the section into benchmarks/RESULTS.md")
     args = ap.parse_args()
 
@@ -96,18 +96,28 @@ def main() -> None:
     protocol = ProtocolConfig(
         min_rounds=args.rounds, calls_per_round=args.calls_per_round, budget_s=args.budget_s, max_samples=5000
     )
-    results: dict[str, list[list[float]]] = {"protocol": [], "naive": []}
+    stats = ("median_ms", "p10_ms", "min_ms")
+    results: dict[str, list[list[float]]] = {f"protocol, {s.removesuffix('_ms')}": [] for s in stats}
+    results["naive"] = []
+    load_before = os.getloadavg()
     stable, rows, secs = 0, 0, 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(2):
             t0 = time.perf_counter()
             rep = profile_archs(
-                archs, space.name, deploy, protocol, Path(tmp) / f"run{run}.parquet",
-                blocks=False, seed=args.seed, group_size=args.group_size,
+                archs,
+                space.name,
+                deploy,
+                protocol,
+                Path(tmp) / f"run{run}.parquet",
+                blocks=False,
+                seed=args.seed,
+                group_size=args.group_size,
             )
             secs += time.perf_counter() - t0
             by_arch = {r["arch"]: r for r in rep.rows}
-            results["protocol"].append([by_arch[a.to_json()][args.statistic] for a in archs])
+            for stat in stats:
+                results[f"protocol, {stat.removesuffix('_ms')}"].append([by_arch[a.to_json()][stat] for a in archs])
             stable += sum(not r["unstable"] for r in rep.rows)
             rows += len(rep.rows)
             print(f"protocol run {run}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -118,9 +128,11 @@ def main() -> None:
     lines = [
         f"{len(archs)} architectures of the `{space.name}` space, deployment `{deploy.label()}`, "
         f"protocol: {args.rounds} interleaved rounds of {args.calls_per_round} calls at least, "
-        f"adaptive stop at ±1% CI of the median or {args.budget_s:g} s, all {len(archs)} models interleaved; "
-        f"statistic `{args.statistic}`. Naive: 5 warm-up calls, 5 loops of 5 calls timed with `time.time()`, "
-        "median of loop means. Two runs of each, the other protocol's run between them.",
+        f"adaptive stop at ±1% CI of the median or {args.budget_s:g} s, all {len(archs)} models interleaved "
+        "(one store row per model holds every statistic). "
+        "Naive: 5 warm-up calls, 5 loops of 5 calls timed with `time.time()`, "
+        "median of loop means. Two runs of each, the other protocol's run between them. "
+        f"Load average (1 min) before: {load_before[0]:.2f}, after: {os.getloadavg()[0]:.2f}.",
         "",
         "| protocol | rerun difference, mean | max |",
         "| --- | --- | --- |",
