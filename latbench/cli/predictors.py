@@ -1,0 +1,273 @@
+"""``latbench import``, ``train-predictor``, ``predict``, ``evaluate-predictor``: latency predictors.
+
+Each command turns its options into arguments of one :mod:`latbench.predictors`
+function and prints the result. The lead registers them on the app:
+
+    app.add_typer(predictors.import_app, name="import")
+    app.command("train-predictor")(predictors.train_predictor)
+    app.command("predict")(predictors.predict)
+    app.command("evaluate-predictor")(predictors.evaluate_predictor)
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from latbench.cli._app import console, sub_app
+from latbench.errors import LatbenchError
+
+import_app = sub_app("Import other projects' latency data sets as parquet files a predictor trains on.")
+
+STATISTIC_HELP = (
+    "Target of a result store: median (default; for a trained predictor, the statistic it predicts), p10, min, mean."
+)
+DEPLOYMENT_HELP = "For a store holding several deployments: the deploy key (or a unique part of it) to use."
+FORCE_HELP = "Use data from another device, deployment, workload or statistic than the predictor's."
+
+
+def _parse_params(params: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in params:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise LatbenchError("--param", f"expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _fmt(value: float | None, digits: int = 2, scale: float = 1.0, suffix: str = "") -> str:
+    if value is None or value != value:  # NaN: a rank correlation of a constant
+        return "-"
+    return f"{value * scale:.{digits}f}{suffix}"
+
+
+def _metrics_table(metrics: Mapping[str, Any], title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in ("part", "n", "MAPE", "RMSE ms", "±5%", "±10%", "Kendall τ", "Spearman ρ", "max APE"):
+        table.add_column(col, justify="left" if col == "part" else "right")
+    for part, m in metrics.items():
+        table.add_row(
+            part,
+            str(m.n),
+            _fmt(m.mape, suffix="%"),
+            _fmt(m.rmse_ms, 3),
+            _fmt(m.within_5pct, 1, 100, "%"),
+            _fmt(m.within_10pct, 1, 100, "%"),
+            _fmt(m.kendall_tau, 3),
+            _fmt(m.spearman_rho, 3),
+            _fmt(m.max_ape, 1, suffix="%"),
+        )
+    return table
+
+
+@import_app.command("hat")
+def import_hat(
+    file: Path = typer.Argument(..., help="HAT's latency CSV (latency_dataset/<task>_<cpu|gpu>_<device>_all.csv)."),
+    out: Path = typer.Option(..., "--out", help="The parquet file to write."),
+    device: str | None = typer.Option(None, "--device", help="The hardware, when the file name does not say it."),
+) -> None:
+    """Import HAT's latency data set: 10 feature columns, target = encoder + decoder mean latency (ms)."""
+    from latbench.predictors.data import import_hat as run_import
+
+    ds = run_import(file, out, device=device)
+    task = f", task {ds.validity.task}" if ds.validity.task else ""
+    console.print(
+        f"wrote {len(ds)} rows to {out} (device {ds.validity.device}{task}; "
+        f"{len(ds.feature_columns)} features, target latency_ms = encoder + decoder mean, ms)"
+    )
+
+
+def train_predictor(
+    data: Path = typer.Option(..., "--data", help="Training data: a result store or an imported table (parquet)."),
+    model: str = typer.Option("xgboost", "--model", help="xgboost, mlp, lut-sum or roofline-linear."),
+    out: Path = typer.Option(..., "--out", help="Directory to write the predictor, its card.json and plot to."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the split and the model: same data and seed, same predictor."),
+    statistic: str | None = typer.Option(None, "--statistic", help=STATISTIC_HELP),
+    lut: Path | None = typer.Option(None, "--lut", help="Look-up table (latbench-lut JSON) for --model lut-sum."),
+    deployment: str | None = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
+    param: list[str] = typer.Option([], "--param", help="KEY=VALUE setting of the model (repeatable)."),
+    max_train_archs: int | None = typer.Option(None, "--max-train-archs", help="Cap on training architectures."),
+    max_test_archs: int | None = typer.Option(None, "--max-test-archs", help="Cap on test architectures."),
+    force: bool = typer.Option(False, "--force", help="lut-sum: use a table measured elsewhere than the data."),
+) -> None:
+    """Train a latency predictor (architectures split train/val/test 80/10/10), print its metrics, write DIR."""
+    from latbench.predictors.base import TRAINABLE
+    from latbench.predictors.data import load_dataset
+    from latbench.predictors.train import save_trained
+    from latbench.predictors.train import train_predictor as run_train
+
+    if model not in TRAINABLE:
+        raise LatbenchError("--model", f"unknown predictor {model!r} (expected one of {', '.join(TRAINABLE)})")
+    for name, value in (("--max-train-archs", max_train_archs), ("--max-test-archs", max_test_archs)):
+        if value is not None and value < 1:
+            raise LatbenchError(name, f"must be >= 1, got {value}")
+    ds = load_dataset(data, statistic, deployment)
+    result = run_train(
+        ds,
+        model,
+        seed=seed,
+        config=_parse_params(param),
+        lut=lut,
+        max_train_archs=max_train_archs,
+        max_test_archs=max_test_archs,
+        force=force,
+        command=_train_command(
+            data, model, out, seed, ds.statistic if ds.kind == "store" else None, lut, deployment, param
+        ),
+    )
+    save_trained(result, out)
+    console.print(_metrics_table(result.metrics, f"{model} on {data} ({ds.statistic}; {ds.validity.describe()})"))
+    console.print(f"fit in {result.card.fit_seconds:.1f} s; wrote {out}")
+
+
+def _train_command(
+    data: Path,
+    model: str,
+    out: Path,
+    seed: int,
+    statistic: str | None,
+    lut: Path | None,
+    deployment: str | None,
+    param: list[str],
+) -> str:
+    """The command line that rebuilds this predictor, for its card."""
+    parts = [
+        "latbench",
+        "train-predictor",
+        "--data",
+        str(data),
+        "--model",
+        model,
+        "--out",
+        str(out),
+        "--seed",
+        str(seed),
+    ]
+    for flag, value in (("--statistic", statistic), ("--lut", lut), ("--deployment", deployment)):
+        if value is not None:
+            parts += [flag, str(value)]
+    for p in param:
+        parts += ["--param", p]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _load(predictor: Path) -> Any:
+    from latbench.predictors.persist import load_predictor
+
+    return load_predictor(predictor)
+
+
+def _note_forced(problems: list[str]) -> None:
+    for p in problems:
+        typer.echo(f"latbench: warning: forced: {p}", err=True)
+
+
+def predict(
+    predictor: Path = typer.Option(..., "--predictor", help="A predictor directory (from train-predictor)."),
+    data: Path | None = typer.Option(None, "--data", help="Rows to predict: a result store or an imported table."),
+    out: Path | None = typer.Option(
+        None, "--out", help="CSV to write (the rows plus predicted_ms, _low_ms, _high_ms)."
+    ),
+    arch: str | None = typer.Option(None, "--arch", help="One architecture (JSON or a file) to predict instead."),
+    batch: int | None = typer.Option(None, "--batch", help="Batch size for --arch (default: the predictor's, if one)."),
+    seq: int | None = typer.Option(
+        None, "--seq", help="Sequence length for --arch (default: the predictor's, if one)."
+    ),
+    statistic: str | None = typer.Option(None, "--statistic", help=STATISTIC_HELP),
+    deployment: str | None = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+) -> None:
+    """Predict latency (ms, with an interval) for the rows of a data file, or for one architecture."""
+    from latbench.predictors.train import check_data, load_dataset_for, predict_dataset
+
+    if (data is None) == (arch is None):
+        raise LatbenchError("predict", "give either --data FILE.parquet --out preds.csv, or --arch ARCH")
+    pred = _load(predictor)
+    if data is not None:
+        if out is None:
+            raise LatbenchError("--out", "predicting --data needs --out preds.csv")
+        if batch is not None or seq is not None:
+            raise LatbenchError("--batch/--seq", "apply to --arch; data rows carry their own workload")
+        from latbench.io import atomic_write_text
+
+        ds = load_dataset_for(pred, data, statistic, deployment)
+        _note_forced(check_data(pred, ds, force))
+        frame = predict_dataset(pred, ds, force=True)
+        atomic_write_text(out, frame.to_csv(index=False))
+        console.print(f"wrote {len(frame)} predictions to {out}")
+        return
+    if out is not None or statistic is not None or deployment is not None:
+        raise LatbenchError("--arch", "prints one prediction; --out, --statistic and --deployment apply to --data")
+    _predict_arch(pred, arch, batch, seq, force)  # type: ignore[arg-type]
+
+
+def _workload_default(pred: Any, key: str, given: int | None, flag: str) -> int | None:
+    if given is not None:
+        return given
+    rng = (pred.validity.workload if pred.validity is not None else {}).get(key)
+    if rng is not None and rng[0] == rng[1]:
+        return int(rng[0])
+    if rng is not None:
+        raise LatbenchError(flag, f"the predictor covers {key} {rng[0]}..{rng[1]}; say which")
+    return None
+
+
+def _predict_arch(pred: Any, arch_value: str, batch: int | None, seq: int | None, force: bool) -> None:
+    from latbench.space.formats import load_arch
+
+    if pred.features is not None and pred.features.kind == "table":
+        raise LatbenchError(
+            "--arch", "this predictor was trained on an imported table; it predicts from its columns (use --data)"
+        )
+    a = load_arch(arch_value)
+    b = _workload_default(pred, "batch", batch, "--batch") or 1
+    s = _workload_default(pred, "seq_len", seq, "--seq") if a.family != "vit" else None
+    if a.family != "vit" and s is None:
+        raise LatbenchError("--seq", f"family {a.family!r} needs a sequence length")
+    problems: list[str] = []
+    validity = pred.validity
+    if validity is not None:
+        if validity.family is not None and validity.family != a.family:
+            problems.append(f"the predictor is for {validity.family} models, the architecture is {a.family}")
+        for key, value in (("batch", b), ("seq_len", s)):
+            rng = validity.workload.get(key)
+            if value is not None and rng is not None and not rng[0] <= value <= rng[1]:
+                problems.append(f"{key} {value} lies outside the predictor's {rng[0]}..{rng[1]}")
+    if problems and not force:
+        raise LatbenchError("--arch", f"{problems[0]}; use --force to predict anyway")
+    _note_forced(problems)
+    p = pred.predict_archs([a], batch=b, seq_len=s)
+    where = f"batch {b}" + (f", seq {s}" if s is not None else "")
+    console.print(
+        f"{p.ms[0]:.4g} ms (interval {p.low_ms[0]:.4g} to {p.high_ms[0]:.4g} ms) for {a.describe()} at {where}"
+    )
+
+
+def evaluate_predictor(
+    predictor: Path = typer.Option(..., "--predictor", help="A predictor directory (from train-predictor)."),
+    data: Path = typer.Option(..., "--data", help="Measured data: a result store or an imported table (parquet)."),
+    statistic: str | None = typer.Option(None, "--statistic", help=STATISTIC_HELP),
+    deployment: str | None = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Judge a predictor on measured data: MAPE, RMSE, share within ±5%/±10%, Kendall τ, Spearman ρ."""
+    from latbench.predictors.train import check_data, load_dataset_for
+    from latbench.predictors.train import evaluate_predictor as run_evaluate
+
+    pred = _load(predictor)
+    ds = load_dataset_for(pred, data, statistic, deployment)
+    _note_forced(check_data(pred, ds, force))
+    metrics, _ = run_evaluate(pred, ds, force=True)
+    if as_json:
+        typer.echo(json.dumps(metrics.to_dict(), indent=2))
+        return
+    console.print(_metrics_table({"all": metrics}, f"{pred.name} predictor {predictor} on {data} ({ds.statistic})"))
