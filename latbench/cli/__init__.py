@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latbench.cli import arch, fleet, lut, profile, prune, space, supernet
+from latbench.cli import arch, fleet, lut, predictors, profile, prune, space, supernet
 from latbench.cli._app import make_app
 from latbench.cli.env import env
 
@@ -12,6 +12,9 @@ app.command("profile")(profile.profile)
 app.command("measure")(profile.measure)
 app.command("show")(profile.show)
 app.command("build-lut")(profile.build_lut)
+app.command("train-predictor")(predictors.train_predictor)
+app.command("predict")(predictors.predict)
+app.command("evaluate-predictor")(predictors.evaluate_predictor)
 app.command("train-supernet")(supernet.train_supernet)
 app.command("evaluate")(supernet.evaluate)
 app.command("extract")(supernet.extract)
@@ -22,6 +25,7 @@ app.add_typer(space.app, name="space")
 app.add_typer(arch.app, name="arch")
 app.add_typer(lut.app, name="lut")
 app.add_typer(fleet.app, name="fleet")
+app.add_typer(predictors.import_app, name="import")
 
 
 def main() -> None:
