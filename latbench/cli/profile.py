@@ -247,7 +247,7 @@ def show(
     console.print(f"median CI   ±{pct(s['median_ci_rel_halfwidth'])} of the median (median over rows)")
     console.print(f"spaces      {', '.join(s['spaces']) or '-'}")
     table = Table(title="deployments")
-    table.add_column("deployment")
+    table.add_column("deployment", overflow="fold")
     table.add_column("rows", justify="right")
     for key, n in s["rows_by_deployment"].items():
         table.add_row(key, str(n))
