@@ -141,6 +141,32 @@ def log_features(x: np.ndarray) -> np.ndarray:
     return np.log1p(np.maximum(x, 0.0))
 
 
+def fit_log_linear(z: np.ndarray, y: np.ndarray, ridge: float = 1e-6) -> tuple[np.ndarray, float]:
+    """Ridge regression ``y ≈ z·w + c`` (no penalty on ``c``): returns ``(w, c)``.
+
+    ``ridge`` is relative to the number of rows, so it means the same for any data size;
+    constant or collinear columns get small, finite weights instead of a singular fit.
+    """
+    mu = z.mean(axis=0)
+    zc, yc = z - mu, y - y.mean()
+    gram = zc.T @ zc + ridge * z.shape[0] * np.eye(z.shape[1])
+    coef = np.linalg.lstsq(gram, zc.T @ yc, rcond=None)[0]
+    return coef, float(y.mean() - mu @ coef)
+
+
+def conformal_margin(low: np.ndarray, high: np.ndarray, y: np.ndarray, coverage: float) -> float:
+    """Conformalised quantile regression (Romano et al., 2019): how far to widen ``[low, high]``.
+
+    With the scores ``max(low - y, y - high)`` of held-out rows, widening every interval by
+    their ``coverage·(1 + 1/n)`` quantile makes it hold ``coverage`` of new rows (a negative
+    margin narrows intervals that were too wide). Quantile models fit on the training set
+    are over-confident on its noise; the validation set corrects that.
+    """
+    scores = np.maximum(low - y, y - high)
+    level = min(1.0, coverage * (1.0 + 1.0 / scores.size))
+    return float(np.quantile(scores, level, method="higher"))
+
+
 def check_matrix(x: Any, n_features: int, where: str = "features") -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != n_features:

@@ -4,8 +4,10 @@ Inputs are ``log(1 + feature)``, standardised with the training set's mean and
 spread (kept as buffers in the module, so the network takes raw features). The
 output layer has three heads in standardised ``log(ms)``: the point (trained on
 the absolute error, i.e. the median, a relative error in ms) and the
-``interval_low`` / ``interval_high`` quantiles (pinball loss). Early stopping
-keeps the weights of the best validation epoch.
+``interval_low`` / ``interval_high`` quantiles (pinball loss), widened or narrowed
+on the validation set by conformalised quantile regression so the interval covers
+what it claims on new architectures. Early stopping keeps the weights of the best
+validation epoch.
 
 :meth:`MLPPredictor.torch_forward` is differentiable end to end (features → ms),
 so a gradient searcher can back-propagate a latency penalty into relaxed
@@ -32,6 +34,7 @@ from latbench.predictors.base import (
     check_matrix,
     check_positive,
     check_quantiles,
+    conformal_margin,
     log_target,
 )
 
@@ -127,6 +130,7 @@ class MLPPredictor(Predictor):
         super().__init__(config, features)
         self.module: LatencyMLP | None = None
         self.best_epoch: int | None = None
+        self.interval_margin = 0.0
 
     def _new_module(self) -> LatencyMLP:
         c = self.config
@@ -206,6 +210,11 @@ class MLPPredictor(Predictor):
             p.requires_grad_(False)
         self.module = module
         self.fitted = True
+        self.interval_margin = 0.0
+        if has_val:
+            q = self._outputs(x_val, slice(1, 3))  # type: ignore[arg-type]
+            coverage = c.interval_high - c.interval_low
+            self.interval_margin = conformal_margin(q[:, 0], q[:, 1], log_target(y_val_ms), coverage)
         return self
 
     # ------------------------------------------------------------ prediction
@@ -222,8 +231,9 @@ class MLPPredictor(Predictor):
     def torch_forward_interval(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(ms, low_ms, high_ms)`` tensors, differentiable in ``features`` (low/high not clamped to ms)."""
         m = self._module()
-        out = torch.exp(m.log_ms(m(features)))
-        return out[:, 0], out[:, 1], out[:, 2]
+        out = m.log_ms(m(features))
+        d = self.interval_margin
+        return torch.exp(out[:, 0]), torch.exp(out[:, 1] - d), torch.exp(out[:, 2] + d)
 
     def _outputs(self, x: np.ndarray, columns: slice) -> np.ndarray:
         m = self._module()
@@ -242,7 +252,8 @@ class MLPPredictor(Predictor):
 
     def predict_interval(self, x: np.ndarray) -> Prediction:
         out = self._outputs(x, slice(0, 3))
-        return Prediction.from_log(out[:, 0], out[:, 1], out[:, 2])
+        d = self.interval_margin
+        return Prediction.from_log(out[:, 0], out[:, 1] - d, out[:, 2] + d)
 
     # ---------------------------------------------------------- persistence
     def save_state(self, directory: Path) -> dict[str, Any]:
@@ -251,12 +262,16 @@ class MLPPredictor(Predictor):
         m = self._module()
         state = {k: v.detach().clone() for k, v in m.state_dict().items()}
         atomic_write(directory / "model.pt", lambda tmp: torch.save(state, tmp))
-        return {"weights_file": "model.pt", "best_epoch": self.best_epoch}
+        return {"weights_file": "model.pt", "best_epoch": self.best_epoch, "interval_margin": self.interval_margin}
 
     def load_state(self, directory: Path, state: Mapping[str, Any]) -> None:
         fname = state.get("weights_file")
         if not isinstance(fname, str):
             raise LatbenchError(str(directory / "predictor.json"), "state.weights_file: expected a file name")
+        try:
+            margin = float(state.get("interval_margin", 0.0))
+        except (TypeError, ValueError):
+            raise LatbenchError(str(directory / "predictor.json"), "state.interval_margin: expected a number") from None
         path = directory / fname
         if not path.is_file():
             raise LatbenchError(str(path), "missing weights file")
@@ -275,4 +290,5 @@ class MLPPredictor(Predictor):
             p.requires_grad_(False)
         self.module = module
         self.best_epoch = state.get("best_epoch")
+        self.interval_margin = margin
         self.fitted = True

@@ -23,6 +23,7 @@ from latbench.predictors.base import (
     PredictorConfig,
     check_matrix,
     check_quantiles,
+    fit_log_linear,
     log_features,
     log_target,
 )
@@ -91,12 +92,8 @@ class RooflineLinearPredictor(Predictor):
         y = log_target(y_ms)
         if z.shape[0] != y.size:
             raise LatbenchError(self.name, f"{z.shape[0]} feature rows but {y.size} latencies")
-        mu = z.mean(axis=0)
-        zc, yc = z - mu, y - y.mean()
-        gram = zc.T @ zc + self.config.ridge * z.shape[0] * np.eye(z.shape[1])
-        coef = np.linalg.lstsq(gram, zc.T @ yc, rcond=None)[0]
+        coef, self.intercept = fit_log_linear(z, y, self.config.ridge)
         self.coef = coef
-        self.intercept = float(y.mean() - mu @ coef)
         if x_val is not None and y_val_ms is not None and len(y_val_ms):
             resid = log_target(y_val_ms) - (self._design(x_val) @ coef + self.intercept)
         else:

@@ -45,6 +45,11 @@ def test_xgboost_on_hat_reaches_a_sane_error(hat_gpu):
     assert result.metrics["test"].mape < 10.0  # HAT's own MLP reaches ~6%; noise floor ~5% (drift)
     assert result.metrics["test"].kendall_tau > 0.7
     assert split.sizes()["test"] == 200
+    # The 90% interval, calibrated on the validation set, covers roughly 90% of unseen architectures.
+    test = result.split.test
+    p = result.predictor.predict_interval(result.predictor.featurize(ds.frame.iloc[test]))
+    covered = np.mean((p.low_ms <= ds.target_ms[test]) & (ds.target_ms[test] <= p.high_ms))
+    assert 0.75 <= covered <= 1.0
 
 
 def test_store_dataset_statistics_and_validity(store_path):

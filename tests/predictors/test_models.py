@@ -141,3 +141,12 @@ def test_save_refuses_to_replace_a_foreign_directory(trained, tmp_path):
     save_trained(trained["mlp"], out)  # replacing a predictor is fine
     assert load_predictor(out).name == "mlp" and not (out / "model.ubj").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_plot_is_skipped_without_matplotlib(monkeypatch, trained, tmp_path):
+    from latbench.predictors.plot import plot_predicted_vs_measured
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert plot_predicted_vs_measured([1.0, 2.0], [1.1, 1.9], tmp_path / "p.png") is None
+    out = save_trained(trained["roofline-linear"], tmp_path / "pred")
+    assert not (out / "predicted_vs_measured.png").exists() and (out / "card.json").exists()
