@@ -41,6 +41,16 @@ def _parse_params(params: list[str]) -> dict[str, str]:
     return out
 
 
+def _parse_split(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise LatbenchError("--split", f"expected three shares like 0.8,0.1,0.1, got {text!r}") from None
+    if len(parts) != 3 or any(p < 0 for p in parts) or parts[0] <= 0 or abs(sum(parts) - 1.0) > 1e-3:
+        raise LatbenchError("--split", f"expected three non-negative shares summing to 1 (train > 0), got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
 def _fmt(value: float | None, digits: int = 2, scale: float = 1.0, suffix: str = "") -> str:
     if value is None or value != value:  # NaN: a rank correlation of a constant
         return "-"
@@ -94,6 +104,7 @@ def train_predictor(
     lut: Path | None = typer.Option(None, "--lut", help="Look-up table (latbench-lut JSON) for --model lut-sum."),
     deployment: str | None = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
     param: list[str] = typer.Option([], "--param", help="KEY=VALUE setting of the model (repeatable)."),
+    split: str = typer.Option("0.8,0.1,0.1", "--split", help="Shares of architectures: train,val,test."),
     max_train_archs: int | None = typer.Option(None, "--max-train-archs", help="Cap on training architectures."),
     max_test_archs: int | None = typer.Option(None, "--max-test-archs", help="Cap on test architectures."),
     force: bool = typer.Option(False, "--force", help="lut-sum: use a table measured elsewhere than the data."),
@@ -109,6 +120,7 @@ def train_predictor(
     for name, value in (("--max-train-archs", max_train_archs), ("--max-test-archs", max_test_archs)):
         if value is not None and value < 1:
             raise LatbenchError(name, f"must be >= 1, got {value}")
+    fractions = _parse_split(split)
     ds = load_dataset(data, statistic, deployment)
     result = run_train(
         ds,
@@ -116,6 +128,7 @@ def train_predictor(
         seed=seed,
         config=_parse_params(param),
         lut=lut,
+        fractions=fractions,
         max_train_archs=max_train_archs,
         max_test_archs=max_test_archs,
         force=force,

@@ -116,6 +116,7 @@ def test_store_train_and_predict_one_arch(store_path, tmp_path):
         (["train-predictor", "--data", "{tmp}/none.parquet", "--out", "{tmp}/x"], ["no such file"]),
         (["train-predictor", "--data", "{store}", "--statistic", "p95", "--out", "{tmp}/x"], ["--statistic"]),
         (["train-predictor", "--data", "{store}", "--model", "lut-sum", "--out", "{tmp}/x"], ["--lut"]),
+        (["train-predictor", "--data", "{store}", "--split", "0.5,0.5", "--out", "{tmp}/x"], ["--split"]),
         (["predict", "--predictor", "{tmp}/none"], ["--data", "--arch"]),
         (["predict", "--predictor", "{tmp}/none", "--arch", "{{}}"], ["no such predictor directory"]),
         (["evaluate-predictor", "--predictor", "{tmp}", "--data", "{store}"], ["not a predictor directory"]),
