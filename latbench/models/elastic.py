@@ -14,6 +14,7 @@ first heads and, inside each, the first dimensions.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -49,16 +50,16 @@ def _check_split(in_features: int, out_features: int, in_heads: int, out_heads: 
         raise LatbenchError("out_heads", f"{out_features} output features do not split into {out_heads} heads")
 
 
-class ElasticLayer:
+class ElasticLayer(ABC):
     """What every elastic layer adds to its torch layer (a mixin; no state of its own)."""
 
+    @abstractmethod
     def reset_super_network(self) -> None:
         """Run the whole layer again."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sub_parameter(self, name: str) -> Tensor:
         """The active slice of the direct parameter ``name`` (a view or a fresh gather: copy it to keep it)."""
-        raise NotImplementedError
 
 
 class ElasticLinear(nn.Linear, ElasticLayer):

@@ -10,6 +10,7 @@ same forward code.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import torch
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 
-class TransformerModel(nn.Module):
+class TransformerModel(nn.Module, ABC):
     """Base of the family models: ``embeddings``, ``blocks`` (one per layer), ``head``.
 
     Attributes:
@@ -65,11 +66,13 @@ class TransformerModel(nn.Module):
         self.head = self._build_head(arch)
         self.tie_weights()
 
+    @abstractmethod
     def _build_embeddings(self, arch: Arch) -> nn.Module:
-        raise NotImplementedError
+        """The family's embeddings for ``arch``."""
 
+    @abstractmethod
     def _build_head(self, arch: Arch) -> nn.Module:
-        raise NotImplementedError
+        """The family's head for ``arch``."""
 
     def tie_weights(self) -> None:
         """Make shared parameters the same tensor again (after ``to_empty`` or loading); no-op if none."""

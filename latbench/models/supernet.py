@@ -11,6 +11,7 @@ a plain dense model of exactly ``arch`` that gives the same outputs.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import ClassVar
 
 import torch
@@ -87,9 +88,9 @@ class SuperNet(TransformerModel):
         """Run the whole super-net again."""
         self.set_sub_network(self.max_arch)
 
+    @abstractmethod
     def _set_ends(self, hidden: int) -> None:
         """Set the embeddings and the head to width ``hidden``."""
-        raise NotImplementedError
 
     # -------------------------------------------------------- extraction
     def sub_parameter(self, name: str) -> Tensor:
