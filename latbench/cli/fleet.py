@@ -9,7 +9,16 @@ from typing import Any
 import typer
 
 from latbench.cli._app import console, sub_app
-from latbench.cli.profile import protocol_config
+from latbench.cli.profile import (
+    BATCH,
+    BUDGET_S,
+    CALLS_PER_ROUND,
+    MAX_SAMPLES,
+    MIN_SAMPLES,
+    ROUNDS,
+    TARGET_CI,
+    protocol_config,
+)
 from latbench.errors import LatbenchError
 
 app = sub_app("Fleet profiling on Ray: many devices (targets.yaml), one resumable result store.")
@@ -75,18 +84,18 @@ def profile(
     address: str = typer.Option("auto", "--address", help=_ADDRESS_HELP),
     targets: Path = typer.Option(..., "--targets", help=_TARGETS_HELP),
     space: str = typer.Option(..., "--space", help="Preset (bert, vit, gpt) or a space JSON file."),
-    batch: int = typer.Option(1, "--batch", help="Batch size."),
+    batch: int = BATCH,
     seq: int | None = typer.Option(None, "--seq", help="Sequence length (bert, gpt); vit takes its image size."),
     samples: int = typer.Option(20, "--samples", help="How many architectures to sample from the space."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed: same seed, same architectures (and weights)."),
     out: Path = typer.Option(..., "--out", help="Result store (parquet); an existing one is resumed."),
     blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also measure each distinct block alone."),
-    budget_s: float = typer.Option(5.0, "--budget-s", help="Time budget of one measurement, in seconds."),
-    min_samples: int = typer.Option(50, "--min-samples", help="Timed calls always taken per measurement."),
-    max_samples: int = typer.Option(2000, "--max-samples", help="Timed calls at most per measurement."),
-    target_ci: float = typer.Option(0.01, "--target-ci", help="Stop at this relative half-width of the median's CI."),
-    rounds: int = typer.Option(1, "--rounds", help="Interleaved rounds a measurement takes part in at least."),
-    calls_per_round: int = typer.Option(10, "--calls-per-round", help="Timed calls per configuration per round."),
+    budget_s: float = BUDGET_S,
+    min_samples: int = MIN_SAMPLES,
+    max_samples: int = MAX_SAMPLES,
+    target_ci: float = TARGET_CI,
+    rounds: int = ROUNDS,
+    calls_per_round: int = CALLS_PER_ROUND,
     group_size: int = typer.Option(4, "--group-size", help="Architectures a task prepares and interleaves together."),
     peaks: bool = typer.Option(True, "--peaks/--no-peaks", help="Measure each device's peaks once (roofline)."),
     max_retries: int = typer.Option(3, "--max-retries", help="Ray retries of a task whose worker or node died."),
@@ -135,15 +144,15 @@ def build_lut(
     store: Path | None = typer.Option(
         None, "--store", help="Result store of the grid's rows (default OUT/fleet.parquet)."
     ),
-    batch: int = typer.Option(1, "--batch", help="Batch size."),
+    batch: int = BATCH,
     seq: int | None = typer.Option(None, "--seq", help="Sequence length (bert, gpt)."),
     statistic: str = typer.Option("median", "--statistic", help="median, p10, min or mean of each point's samples."),
-    budget_s: float = typer.Option(5.0, "--budget-s", help="Time budget of one measurement, in seconds."),
-    min_samples: int = typer.Option(50, "--min-samples", help="Timed calls always taken per measurement."),
-    max_samples: int = typer.Option(2000, "--max-samples", help="Timed calls at most per measurement."),
-    target_ci: float = typer.Option(0.01, "--target-ci", help="Stop at this relative half-width of the median's CI."),
-    rounds: int = typer.Option(1, "--rounds", help="Interleaved rounds a measurement takes part in at least."),
-    calls_per_round: int = typer.Option(10, "--calls-per-round", help="Timed calls per configuration per round."),
+    budget_s: float = BUDGET_S,
+    min_samples: int = MIN_SAMPLES,
+    max_samples: int = MAX_SAMPLES,
+    target_ci: float = TARGET_CI,
+    rounds: int = ROUNDS,
+    calls_per_round: int = CALLS_PER_ROUND,
     group_size: int = typer.Option(8, "--group-size", help="Grid points a task prepares and interleaves together."),
     seed: int = typer.Option(0, "--seed", help="Weight seed, and the seed of the order points are dealt in."),
     peaks: bool = typer.Option(True, "--peaks/--no-peaks", help="Measure each device's peaks once (roofline)."),
