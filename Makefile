@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # Extras the test suite exercises. tensorrt stays optional (no GPU here); xgboost comes as
 # xgboost-cpu, the CPU build of the same package (the `xgboost` wheel pulls NVIDIA's NCCL).
-EXTRAS ?= dev,onnx,gpu,hf,ray
+EXTRAS ?= dev,onnx,gpu,hf,ray,plot
 
 .PHONY: quickstart test lint install clean
 
