@@ -101,3 +101,41 @@ def json_or_file(value: str, what: str = "argument") -> tuple[Any, str]:
     if not p.exists():
         raise LatbenchError(what, f"{value!r} is neither JSON nor an existing file")
     return read_json(p), str(p)
+
+
+def import_object(target: str, where: str) -> Any:
+    """Import ``module:name`` (or ``path/to/file.py:name``) and return the named object.
+
+    The current directory is importable, as on ``python -m``. Every failure is one
+    :class:`LatbenchError` naming ``where`` (the option or argument that gave ``target``).
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise LatbenchError(where, f"{target!r}: expected module:name or path/to/file.py:name")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise LatbenchError(where, f"{module_name}: no such file")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[path.stem] = mod
+            spec.loader.exec_module(mod)  # type: ignore[union-attr]
+        else:
+            if str(Path.cwd()) not in sys.path:
+                sys.path.insert(0, str(Path.cwd()))
+            mod = importlib.import_module(module_name)
+    except LatbenchError:
+        raise
+    except ImportError as exc:
+        raise LatbenchError(where, f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise LatbenchError(where, f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    obj = getattr(mod, attr, None)
+    if obj is None:
+        raise LatbenchError(where, f"{module_name!r} has no {attr!r}")
+    return obj

@@ -7,10 +7,7 @@ where ``high`` defaults to 100 (``name:1x128:int64:30522`` sets it, for token id
 
 from __future__ import annotations
 
-import importlib
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from latbench.errors import LatbenchError
@@ -70,31 +67,13 @@ def load_factory(target: str) -> Any:
     """Import ``module:factory`` (or ``path/to/file.py:factory``) and call it; it must return an ``nn.Module``."""
     import torch
 
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
+    from latbench.io import import_object
+
+    if ":" not in target:
         raise LatbenchError("MODEL", f"{target!r}: expected module:factory or an .onnx file")
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise LatbenchError("MODEL", f"{module_name}: no such file")
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-            sys.modules[path.stem] = mod
-            spec.loader.exec_module(mod)  # type: ignore[union-attr]
-        else:
-            if str(Path.cwd()) not in sys.path:
-                sys.path.insert(0, str(Path.cwd()))
-            mod = importlib.import_module(module_name)
-    except LatbenchError:
-        raise
-    except ImportError as exc:
-        raise LatbenchError("MODEL", f"cannot import {module_name!r}: {exc}") from None
-    except Exception as exc:
-        raise LatbenchError("MODEL", f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
-    factory = getattr(mod, attr, None)
-    if factory is None or not callable(factory):
-        raise LatbenchError("MODEL", f"{module_name!r} has no callable {attr!r}")
+    factory = import_object(target, "MODEL")
+    if not callable(factory):
+        raise LatbenchError("MODEL", f"{target!r} is not callable")
     try:
         model = factory()
     except Exception as exc:
