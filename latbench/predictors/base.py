@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from latbench.config import Config
+from latbench.config import Config, check_positive  # noqa: F401  (re-exported for the predictors)
 from latbench.errors import LatbenchError
 from latbench.predictors.data import Validity
 from latbench.predictors.features import ArchArrays, FeatureSpec, arch_features, frame_features
