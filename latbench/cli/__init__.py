@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latbench.cli import arch, fleet, lut, predictors, profile, prune, space, supernet
+from latbench.cli import arch, fleet, lut, predictors, profile, prune, search, space, supernet
 from latbench.cli._app import make_app
 from latbench.cli.env import env
 
@@ -15,6 +15,8 @@ app.command("build-lut")(profile.build_lut)
 app.command("train-predictor")(predictors.train_predictor)
 app.command("predict")(predictors.predict)
 app.command("evaluate-predictor")(predictors.evaluate_predictor)
+app.command("search")(search.search)
+app.command("validate")(search.validate)
 app.command("train-supernet")(supernet.train_supernet)
 app.command("evaluate")(supernet.evaluate)
 app.command("extract")(supernet.extract)

@@ -185,6 +185,10 @@ class SearchSpace:
                 )
 
     # -------------------------------------------------------------- attention
+    def attention_choices(self) -> tuple[tuple[int, int], ...]:
+        """Valid (heads, qk_dim) pairs: those whose product lies in ``qkv`` when it couples them."""
+        return self._attention_choices()
+
     def _attention_choices(self) -> tuple[tuple[int, int], ...]:
         """Valid (heads, qk_dim) pairs when ``qkv`` couples them; else all pairs."""
         pairs = []

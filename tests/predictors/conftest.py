@@ -40,10 +40,13 @@ def write_synthetic_store(
     scale: float = 1.0,
     seed: int = 0,
     precision: str = "fp32",
+    space: Any = "bert",
 ) -> Path:
-    """A result store of whole-model rows of bert architectures with a synthetic latency and 1% noise."""
+    """A result store of whole-model rows of architectures of ``space`` (a name or a SearchSpace)
+    with a synthetic latency and 1% noise."""
     rng = np.random.default_rng(seed)
-    archs = get_space("bert").sample(seed, n=n_archs)
+    sp = get_space(space) if isinstance(space, str) else space
+    archs = list({a.to_json(): a for a in sp.sample(seed, n=n_archs)}.values())  # small spaces repeat draws
     rows = []
     for arch in archs:
         for seq in seq_lens:
@@ -55,7 +58,7 @@ def write_synthetic_store(
             rows.append(
                 {
                     "arch": arch.to_json(),
-                    "space": "bert",
+                    "space": sp.name,
                     "scope": "model",
                     "block_index": -1,
                     "deploy_key": deploy.key(),

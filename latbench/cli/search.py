@@ -1,0 +1,307 @@
+"""``latbench search`` and ``latbench validate``: latency-constrained search, checked by measurement."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from latbench.cli._app import console
+from latbench.cli.predictors import FORCE_HELP, _note_forced, _parse_params, _workload_default
+from latbench.cli.profile import (
+    BACKEND,
+    BUDGET_S,
+    CACHE,
+    CALLS_PER_ROUND,
+    MAX_SAMPLES,
+    MIN_SAMPLES,
+    MODE,
+    OPTION,
+    PRECISION,
+    ROUNDS,
+    TARGET_CI,
+    THREADS,
+    deploy_config,
+    protocol_config,
+)
+from latbench.errors import LatbenchError
+
+_METHODS = "random, candidate, fast, evolutionary, gradient (needs an mlp predictor) or nsga2."
+
+
+def _progress(title: str) -> tuple[Any, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn(f"[bold]{title}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    )
+    task = None
+
+    def on_progress(done: int, total: int, best: Any) -> None:
+        nonlocal task
+        if task is None:
+            task = progress.add_task("", total=total, completed=done)
+            return
+        desc = "" if best is None else f"best {best.latency_ms:.3g} ms, quality {best.quality:.4g}"
+        progress.update(task, completed=done, description=desc)
+
+    return progress, on_progress
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command as the user would type it again: every option that differs from its default."""
+    import click
+
+    parts = ["latbench", ctx.info_name or "search"]
+    for p in ctx.command.params:
+        value = ctx.params.get(p.name)
+        if value == p.default or value is None or value == [] or not p.opts:
+            continue
+        flag = max(p.opts, key=len)
+        if isinstance(p, click.Option) and p.is_flag:
+            if value is True:
+                parts.append(flag)
+            elif p.secondary_opts:
+                parts.append(p.secondary_opts[0])
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            parts += [flag, str(v)]
+    return " ".join(shlex.quote(x) for x in parts)
+
+
+def search(
+    ctx: typer.Context,
+    predictor: Path = typer.Option(..., "--predictor", help="A predictor directory (from train-predictor)."),
+    out: Path = typer.Option(..., "--out", help="Directory for result.json, history.parquet (and pareto.*)."),
+    space: str = typer.Option("bert", "--space", help="Preset (bert, vit, gpt) or a space JSON file."),
+    method: str = typer.Option("evolutionary", "--method", help=_METHODS),
+    latency_constraint: float | None = typer.Option(
+        None, "--latency-constraint", help="Speed-up over the space's reference: latency <= reference / X."
+    ),
+    latency_ms: float | None = typer.Option(None, "--latency-ms", help="An absolute bound in ms instead."),
+    window: str | None = typer.Option(
+        None, "--window", help="LOW,HIGH fractions of the target (default 0.85,1.1 for candidate/fast, else 0,1)."
+    ),
+    safety_margin: bool = typer.Option(
+        False, "--safety-margin", help="Judge by the predictor's interval (its upper end under the bound)."
+    ),
+    quality: str = typer.Option("proxy", "--quality", help="proxy, supernet:RUN_DIR, or module:function."),
+    budget: int = typer.Option(1000, "--budget", help="Architectures to evaluate at most."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same search."),
+    param: list[str] = typer.Option([], "--param", help="KEY=VALUE setting of the searcher (repeatable)."),
+    batch: int | None = typer.Option(None, "--batch", help="Batch size (default: the predictor's)."),
+    seq: int | None = typer.Option(None, "--seq", help="Sequence length (default: the predictor's)."),
+    device: str | None = typer.Option(
+        None, "--device", help="Measure the reference on this target (cpu, cuda:N) instead of predicting it."
+    ),
+    reference_ms: float | None = typer.Option(
+        None, "--reference-ms", help="The reference's latency in ms, measured elsewhere (instead of --device)."
+    ),
+    backend: str = BACKEND,
+    mode: str | None = MODE,
+    precision: str = PRECISION,
+    threads: int | None = THREADS,
+    cache: str = CACHE,
+    option: list[str] | None = OPTION,
+    budget_s: float = BUDGET_S,
+    min_samples: int = MIN_SAMPLES,
+    max_samples: int = MAX_SAMPLES,
+    target_ci: float = TARGET_CI,
+    rounds: int = ROUNDS,
+    calls_per_round: int = CALLS_PER_ROUND,
+    validate: bool = typer.Option(
+        False, "--validate", help="Then measure the result against the reference (--device)."
+    ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+) -> None:
+    """Search a space for the best architecture under a latency constraint, predicted; write DIR."""
+    from latbench.predictors.persist import load_predictor
+    from latbench.search.constraint import Reference, parse_window
+    from latbench.search.quality import get_quality
+    from latbench.search.run import (
+        check_reachable,
+        default_window,
+        deploy_validity,
+        make_problem,
+        measured_reference,
+        run_search,
+        write_outputs,
+    )
+    from latbench.space import get_space
+
+    if (latency_constraint is None) == (latency_ms is None):
+        raise LatbenchError("--latency-constraint", "give exactly one of --latency-constraint X and --latency-ms MS")
+    if device is not None and reference_ms is not None:
+        raise LatbenchError(
+            "--reference-ms", "give either --device (measure the reference) or --reference-ms, not both"
+        )
+    if validate and device is None:
+        raise LatbenchError("--validate", "validation measures on a target: give --device")
+    if budget < 1:
+        raise LatbenchError("--budget", f"must be >= 1, got {budget}")
+    sp = get_space(space)
+    from latbench.search.base import get_searcher_class
+
+    searcher_cls = get_searcher_class(method)
+    config = _parse_params(param)
+    searcher_cls.config_class.from_dict(config, f"--param ({method})")  # bad parameters fail before any work
+    win = parse_window(window) or default_window(method)
+    pred = load_predictor(predictor)
+    b = _workload_default(pred, "batch", batch, "--batch") or 1
+    s = None if sp.family == "vit" else _workload_default(pred, "seq_len", seq, "--seq")
+    if sp.family != "vit" and s is None:
+        raise LatbenchError("--seq", f"family {sp.family!r} needs a sequence length")
+    if pred.validity is not None and pred.validity.family not in (None, sp.family):
+        raise LatbenchError(
+            "--predictor", f"the predictor is for {pred.validity.family} models, space {sp.name!r} is {sp.family}"
+        )
+    objective = get_quality(quality)
+
+    deploy = None
+    if device is not None:
+        deploy = deploy_config(backend, device, mode, precision, threads, cache, b, s, option)
+        if pred.validity is not None:
+            _note_forced(pred.validity.check(deploy_validity(deploy, sp.family), force, where="--predictor"))
+    reference = None
+    if reference_ms is not None:
+        assert sp.reference is not None
+        reference = Reference(sp.reference.to_json(), reference_ms, "given")
+    elif deploy is not None:
+        proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+        console.print(f"measuring the reference ({sp.reference.describe()}) on {deploy.label()} ...")  # type: ignore[union-attr]
+        reference = measured_reference(sp, deploy, proto, seed=seed)
+    problem, reference = make_problem(
+        sp,
+        pred,
+        objective,
+        reference,
+        speedup=latency_constraint,
+        latency_ms=latency_ms,
+        window=win,
+        margin=safety_margin,
+        batch=b,
+        seq_len=s,
+    )
+    if reference.source == "predicted":
+        typer.echo(
+            "latbench: warning: the reference latency is predicted, not measured (the reference often lies outside "
+            "the predictor's data); give --device to measure it on the target",
+            err=True,
+        )
+    check_reachable(problem, seed=seed)
+    console.print(f"reference   {sp.reference.describe()}: {reference.latency_ms:.4g} ms ({reference.source})")  # type: ignore[union-attr]
+    console.print(f"constraint  {problem.constraint.describe()}")
+    progress, on_progress = _progress(method)
+    with progress:
+        outcome = run_search(problem, method, budget=budget, seed=seed, config=config, on_progress=on_progress)
+    command = _command_line(ctx)
+    write_outputs(
+        out,
+        outcome,
+        problem,
+        reference,
+        predictor_path=str(predictor),
+        deploy_key=deploy.key() if deploy is not None else None,
+        command=command,
+    )
+    best = outcome.best
+    console.print(
+        f"best        {best.arch.describe()}: predicted {best.latency_ms:.4g} ms "
+        f"({best.low_ms:.4g} to {best.high_ms:.4g}), speed-up {reference.latency_ms / best.latency_ms:.3g}x, "
+        f"quality {best.quality:.4g}"
+    )
+    console.print(
+        f"searched    {len(outcome.history)} architectures in {outcome.wall_s:.2f} s ({outcome.stopped}); wrote {out}"
+    )
+    if validate:
+        assert deploy is not None
+        proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+        _run_validate(out, deploy, proto, top=1, front=True, seed=seed)
+
+
+def _run_validate(search_dir: Path, deploy: Any, proto: Any, top: int, front: bool, seed: int) -> dict[str, Any]:
+    from latbench.cli.profile import progress_bar
+    from latbench.search.validate import validate_search
+
+    progress, on_progress = progress_bar("validate")
+    with progress:
+        doc = validate_search(search_dir, deploy, proto, top=top, front=front, seed=seed, on_progress=on_progress)
+    _print_validation(doc)
+    return doc
+
+
+def _print_validation(doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    ref = doc["reference"]
+    c = doc["constraint"]
+    for m in doc.get("predictor_mismatches") or []:
+        typer.echo(f"latbench: warning: the search's predictor does not speak for this target: {m}", err=True)
+    what = f"{c['speedup']:g}x" if c["speedup"] is not None else f"{c['latency_ms']:.4g} ms"
+    console.print(
+        f"reference   measured {ref['measured_ms']:.4g} ms (search used {ref['search_reference_ms']:.4g} ms, "
+        f"{ref['search_reference_source']}); measured bound {c['measured_bound_ms']:.4g} ms for {what}"
+    )
+    table = Table(title=f"validation on {doc['deploy_key']}", title_justify="left")
+    for col in ("architecture", "predicted ms", "measured ms", "error", "speed-up", "holds"):
+        table.add_column(col, justify="left" if col == "architecture" else "right")
+    for r in doc["architectures"]:
+        err = r["prediction_error_pct"]
+        table.add_row(
+            ("* " if r["best"] else "  ") + r["describe"],
+            "-" if r["predicted_ms"] is None else f"{r['predicted_ms']:.4g}",
+            f"{r['measured_ms']:.4g}" + (" (unstable)" if r["unstable"] else ""),
+            "-" if err is None else f"{err:+.1f}%",
+            f"{r['measured_speedup']:.3g}x",
+            "yes" if r["constraint_holds"] else "NO",
+        )
+    console.print(table)
+    best = doc["best"]
+    line = f"best        measured speed-up {best['measured_speedup']:.3g}x"
+    if "speedup_error_pct" in best:
+        line += f" ({best['speedup_error_pct']:+.1f}% from {c['speedup']:g}x)"
+    line += "; constraint " + ("holds" if best["constraint_holds"] else "VIOLATED") + " by measurement"
+    console.print(line)
+
+
+def validate(
+    search_dir: Path = typer.Option(..., "--search", help="A directory written by latbench search."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda:N."),
+    top: int = typer.Option(
+        1, "--top", help="How many of the search's best architectures to measure (the best always)."
+    ),
+    front: bool = typer.Option(True, "--front/--no-front", help="Also measure an nsga2 search's Pareto front."),
+    backend: str = BACKEND,
+    mode: str | None = MODE,
+    precision: str = PRECISION,
+    threads: int | None = THREADS,
+    cache: str = CACHE,
+    option: list[str] | None = OPTION,
+    budget_s: float = BUDGET_S,
+    min_samples: int = MIN_SAMPLES,
+    max_samples: int = MAX_SAMPLES,
+    target_ci: float = TARGET_CI,
+    rounds: int = ROUNDS,
+    calls_per_round: int = CALLS_PER_ROUND,
+    seed: int = typer.Option(0, "--seed", help="Seeds the weights of the built models."),
+) -> None:
+    """Measure a search's result(s) and the reference in one interleaved run; write DIR/validate.json."""
+    from latbench.search.run import read_result
+
+    if top < 0:
+        raise LatbenchError("--top", f"must be >= 0, got {top}")
+    doc = read_result(search_dir)
+    workload = doc["workload"]
+    deploy = deploy_config(
+        backend, device, mode, precision, threads, cache, workload["batch"], workload["seq_len"], option
+    )
+    proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+    _run_validate(search_dir, deploy, proto, top=top, front=front, seed=seed)
+    console.print(f"wrote {search_dir / 'validate.json'}")

@@ -1,0 +1,253 @@
+"""``latbench search`` and ``latbench validate`` end to end through CliRunner on the real app."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from latbench.cli import app
+from latbench.space import Arch, IntDomain, SearchSpace
+from tests.cli.test_cli_foundation import assert_one_line_error
+from tests.predictors.conftest import FAST, synthetic_latency_ms, write_synthetic_store
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_search_writes_its_result(xgb_dir, reference_ms, tmp_path):
+    out = tmp_path / "s"
+    r = run(
+        "search",
+        "--predictor",
+        xgb_dir,
+        "--latency-constraint",
+        7,
+        "--reference-ms",
+        reference_ms,
+        "--out",
+        out,
+        "--budget",
+        200,
+        "--param",
+        "population_size=50",
+        "--param",
+        "parent_size=10",
+    )
+    assert r.exit_code == 0, r.output
+    assert "best" in r.output and "speed-up" in r.output
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["method"] == "evolutionary" and doc["evaluations"] == 200 and doc["config"]["population_size"] == 50
+    assert doc["best"]["predicted_ms"] <= reference_ms / 7
+    assert doc["reference"] == {**doc["reference"], "source": "given", "latency_ms": reference_ms}
+    assert doc["workload"] == {"batch": 1, "seq_len": 128}  # the predictor's, by default
+    assert "latbench search" in doc["command"]
+    assert len(pd.read_parquet(out / "history.parquet")) == 200
+    assert not (out / "pareto.json").exists()
+
+
+def test_search_with_a_predicted_reference_warns(xgb_dir, tmp_path):
+    r = run(
+        "search",
+        "--predictor",
+        xgb_dir,
+        "--latency-ms",
+        80,
+        "--out",
+        tmp_path / "s",
+        "--budget",
+        50,
+        "--method",
+        "random",
+    )
+    assert r.exit_code == 0, r.output
+    assert "warning: the reference latency is predicted" in r.stderr
+    doc = json.loads((tmp_path / "s" / "result.json").read_text())
+    assert doc["reference"]["source"] == "predicted" and doc["constraint"]["speedup"] is None
+    assert doc["best"]["predicted_ms"] <= 80
+
+
+def test_nsga2_writes_the_front(xgb_dir, reference_ms, tmp_path):
+    out = tmp_path / "n"
+    r = run(
+        "search",
+        "--predictor",
+        xgb_dir,
+        "--latency-constraint",
+        7,
+        "--reference-ms",
+        reference_ms,
+        "--out",
+        out,
+        "--budget",
+        100,
+        "--method",
+        "nsga2",
+        "--seed",
+        3,
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "pareto.json").read_text())["front"]
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        ([], ("--latency-constraint", "exactly one")),
+        (["--latency-constraint", 7, "--latency-ms", 5], ("exactly one",)),
+        (["--latency-constraint", 7, "--method", "bayes"], ("--method", "unknown searcher 'bayes'")),
+        (["--latency-constraint", 7, "--param", "population=3"], ("unknown parameter 'population'",)),
+        (["--latency-constraint", 7, "--param", "mutation_prob=2"], ("mutation_prob",)),
+        (["--latency-constraint", 7, "--window", "1.2,1.0"], ("--window",)),
+        (["--latency-constraint", 1000], ("1000x is not reachable", "largest reachable speed-up")),
+        (["--latency-ms", 0.001], ("--latency-ms", "not reachable")),
+        (["--latency-constraint", 7, "--validate"], ("--validate", "--device")),
+        (["--latency-constraint", 7, "--method", "gradient"], ("differentiable predictor",)),
+        (["--latency-constraint", 7, "--quality", "nomodule_xyz:f"], ("--quality", "cannot import")),
+        (["--latency-constraint", 7, "--space", "vit"], ("--predictor", "bert models", "vit")),
+        (["--latency-constraint", 7, "--budget", 0], ("--budget",)),
+    ],
+)
+def test_bad_search_input_is_one_line(xgb_dir, reference_ms, tmp_path, extra, fragments):
+    out = tmp_path / "bad"
+    r = run("search", "--predictor", xgb_dir, "--reference-ms", reference_ms, "--out", out, *extra)
+    assert_one_line_error(r, *fragments)
+    assert not out.exists(), "a failed search left files behind"
+
+
+def test_search_refuses_a_directory_that_is_not_a_predictor(tmp_path):
+    r = run("search", "--predictor", tmp_path, "--latency-constraint", 7, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+# ----------------------------------------------------------------------------- measured: a tiny space
+TINY_SEQ = 16
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    """A tiny bert-family space (vocabulary 512) whose members run in well under a millisecond, and a predictor."""
+    from latbench.predictors.data import load_dataset
+    from latbench.predictors.train import save_trained, train_predictor
+
+    ref = Arch.uniform_arch("bert", hidden=128, n_layers=4, heads=4, qk_dim=32, mlp=512, vocab_size=512)
+    space = SearchSpace(
+        name="tiny",
+        family="bert",
+        n_layers=IntDomain(1, 4),
+        hidden=IntDomain(32, 128, 16),
+        heads=IntDomain(1, 4),
+        qk_dim=IntDomain(8, 32, 8),
+        mlp=IntDomain(32, 512, 32),
+        uniform_layers=True,
+        reference=ref,
+        extras=(("vocab_size", 512),),
+    )
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "tiny.json").write_text(json.dumps(space.to_dict()))
+    store = write_synthetic_store(root / "tiny.parquet", n_archs=150, seq_lens=(TINY_SEQ,), space=space)
+    result = train_predictor(load_dataset(store), "xgboost", seed=0, config=FAST["xgboost"])
+    save_trained(result, root / "pred", plot=False)
+    return {"space": root / "tiny.json", "pred": root / "pred", "ref_ms": synthetic_latency_ms(ref, 1, TINY_SEQ)}
+
+
+QUICK = ("--threads", 1, "--budget-s", 0.3, "--min-samples", 10)
+
+
+def test_search_then_validate_by_measurement(tiny, tmp_path):
+    out = tmp_path / "s"
+    r = run(
+        "search",
+        "--predictor",
+        tiny["pred"],
+        "--space",
+        tiny["space"],
+        "--latency-constraint",
+        3,
+        "--reference-ms",
+        tiny["ref_ms"],
+        "--out",
+        out,
+        "--budget",
+        100,
+        "--method",
+        "random",
+    )
+    assert r.exit_code == 0, r.output
+    r = run("validate", "--search", out, "--device", "cpu", "--top", 3, *QUICK)
+    assert r.exit_code == 0, r.output
+    # the predictor was trained on synthetic latencies of "Test CPU": validation says so
+    assert "does not speak for this target" in r.stderr
+    doc = json.loads((out / "validate.json").read_text())
+    result = json.loads((out / "result.json").read_text())
+    assert doc["best"]["arch_json"] == result["best"]["arch_json"]
+    assert 1 <= len(doc["architectures"]) <= 3
+    ref_ms = doc["reference"]["measured_ms"]
+    assert doc["constraint"]["measured_bound_ms"] == pytest.approx(ref_ms / 3)
+    for a in doc["architectures"]:
+        assert a["measured_ms"] > 0
+        assert a["measured_speedup"] == pytest.approx(ref_ms / a["measured_ms"])
+        assert a["constraint_holds"] == (a["measured_ms"] <= ref_ms / 3)
+        assert a["prediction_error_pct"] == pytest.approx(100 * (a["predicted_ms"] / a["measured_ms"] - 1))
+        assert a["speedup_within_10pct"] == (abs(a["measured_speedup"] / 3 - 1) <= 0.1)
+    assert doc["predictor_mismatches"] and (out / "validate.parquet").is_file()
+
+
+def test_search_measures_the_reference_on_the_device(tiny, tmp_path):
+    args = (
+        "search",
+        "--predictor",
+        tiny["pred"],
+        "--space",
+        tiny["space"],
+        "--latency-constraint",
+        2,
+        "--out",
+        tmp_path / "s",
+        "--budget",
+        30,
+        "--method",
+        "random",
+        "--device",
+        "cpu",
+        *QUICK,
+    )
+    assert_one_line_error(run(*args), "--predictor", "Test CPU")  # measured elsewhere: refused ...
+    r = run(*args, "--force", "--validate")  # ... unless forced
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "s" / "result.json").read_text())
+    assert doc["reference"]["source"] == "measured" and doc["reference"]["latency_ms"] > 0
+    assert doc["deploy_key"].startswith("backend=torch,device=cpu")
+    assert (tmp_path / "s" / "validate.json").is_file()
+
+
+def test_validate_refuses_bad_input(tiny, tmp_path):
+    assert_one_line_error(run("validate", "--search", tmp_path / "none"), "--search", "no such directory")
+    assert_one_line_error(run("validate", "--search", tmp_path), "no result.json")
+    out = tmp_path / "s"
+    run(
+        "search",
+        "--predictor",
+        tiny["pred"],
+        "--space",
+        tiny["space"],
+        "--latency-constraint",
+        2,
+        "--reference-ms",
+        tiny["ref_ms"],
+        "--out",
+        out,
+        "--budget",
+        10,
+        "--method",
+        "random",
+    )
+    assert_one_line_error(run("validate", "--search", out, "--top", -1), "--top")
+    assert_one_line_error(run("validate", "--search", out, "--device", "cuda:7"))  # no such GPU here
+    assert not (out / "validate.json").exists()

@@ -1,0 +1,134 @@
+"""The driver, the searchers' own promises, and the outputs of a search."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from latbench.errors import LatbenchError
+from latbench.search.base import Searcher, register_searcher
+from latbench.search.run import check_reachable, hypervolume, run_search, write_outputs
+from tests.search.conftest import problem_for
+
+
+def test_unreachable_constraint_names_the_largest_reachable_speedup(mlp, reference_ms):
+    with pytest.raises(LatbenchError) as info:
+        check_reachable(problem_for(mlp, reference_ms, speedup=1000.0))
+    msg = str(info.value)
+    assert info.value.where == "--latency-constraint" and "1000x is not reachable" in msg
+    reachable = float(msg.rsplit("is ", 1)[1].rstrip("x"))
+    check_reachable(problem_for(mlp, reference_ms, speedup=reachable * 0.97))  # just under it: accepted
+    with pytest.raises(LatbenchError, match="not reachable"):
+        check_reachable(problem_for(mlp, reference_ms, speedup=reachable * 1.05))
+
+
+def test_candidate_keeps_to_its_window_and_fast_to_its_rule(mlp, reference_ms):
+    problem = problem_for(mlp, reference_ms, window=(0.85, 1.1))
+    out = run_search(problem, "candidate", budget=200, seed=0, config={"max_grid": 30000})
+    target = problem.constraint.target_ms
+    lat = np.array([e.latency_ms for e in out.history])
+    assert len(lat) == 200 and lat.min() >= 0.85 * target and lat.max() <= 1.1 * target
+    fast = run_search(problem, "fast", budget=200, seed=0, config={"samples": 50})
+    assert 0 < len(fast.history) <= 50 and fast.stopped == "exhausted"
+    for e in fast.history:
+        s, h = e.arch.layers[0], e.arch.hidden
+        assert 1.6 * h <= s.mlp <= 1.9 * h and 0.7 * h <= s.qk_size <= h
+
+
+def test_safety_margin_keeps_the_whole_interval_under_the_bound(mlp, reference_ms):
+    plain = run_search(
+        problem_for(mlp, reference_ms),
+        "evolutionary",
+        budget=150,
+        seed=0,
+        config={"population_size": 50, "parent_size": 10},
+    )
+    problem = problem_for(mlp, reference_ms, margin=True)
+    safe = run_search(problem, "evolutionary", budget=150, seed=0, config={"population_size": 50, "parent_size": 10})
+    assert all(e.high_ms <= problem.constraint.bound_ms for e in safe.history)
+    assert safe.best.high_ms <= problem.constraint.bound_ms < plain.best.high_ms
+
+
+def test_gradient_needs_a_differentiable_predictor(xgb_dir, reference_ms):
+    from latbench.predictors.persist import load_predictor
+
+    with pytest.raises(LatbenchError, match="needs a differentiable predictor"):
+        run_search(problem_for(load_predictor(xgb_dir), reference_ms), "gradient", budget=10)
+
+
+def test_gradient_lands_near_the_bound(mlp, reference_ms):
+    problem = problem_for(mlp, reference_ms)
+    out = run_search(problem, "gradient", budget=64, seed=0, config={"starts": 16, "steps": 80})
+    assert out.best.feasible and out.best.latency_ms >= 0.8 * problem.constraint.bound_ms
+
+
+def test_nsga2_front_dominates_random_at_equal_evaluations(mlp, reference_ms):
+    problem = problem_for(mlp, reference_ms)
+    ref_point = (problem.constraint.bound_ms, float(problem.quality([problem.space.min_arch()])[0]))
+    hv = {m: [] for m in ("nsga2", "random")}
+    for seed in range(3):
+        for m in hv:
+            out = run_search(problem_for(mlp, reference_ms), m, budget=300, seed=seed)
+            hv[m].append(hypervolume(out.history, ref_point))
+    assert np.mean(hv["nsga2"]) >= np.mean(hv["random"])
+
+
+class _Stuck(Searcher):
+    name = "stuck"
+
+    def ask(self):
+        return [self.problem.space.min_arch()]
+
+
+def test_a_searcher_repeating_itself_costs_one_evaluation_and_stops(mlp, reference_ms, monkeypatch):
+    from latbench.search import base
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    register_searcher("stuck", _Stuck)
+    out = run_search(problem_for(mlp, reference_ms), "stuck", budget=100)
+    assert len(out.history) == 1 and out.stopped == "converged"
+
+
+def test_outputs(tmp_path, mlp, reference_ms):
+    from latbench.search.constraint import Reference
+    from latbench.search.run import read_result
+
+    problem = problem_for(mlp, reference_ms)
+    out = run_search(problem, "nsga2", budget=120, seed=0, config={"population_size": 30})
+    ref = Reference(problem.space.reference.to_json(), reference_ms, "given")
+    write_outputs(tmp_path / "s", out, problem, ref, predictor_path="p", command="latbench search ...")
+    doc = read_result(tmp_path / "s")
+    best = doc["best"]
+    assert best["arch_json"] == out.best.arch.to_json()
+    assert best["predicted_speedup"] == pytest.approx(reference_ms / out.best.latency_ms)
+    assert (
+        best["predicted_speedup"] >= 7.0
+        and best["predicted_low_ms"] <= best["predicted_ms"] <= best["predicted_high_ms"]
+    )
+    assert best["autotinybert"].startswith("{") and "sample_hidden_size" in best["autotinybert"]
+    assert doc["reference"]["source"] == "given" and doc["method"] == "nsga2" and doc["evaluations"] == 120
+    hist = pd.read_parquet(tmp_path / "s" / "history.parquet")
+    assert len(hist) == 120 and hist["arch"].is_unique and hist["on_front"].sum() == len(out.front)
+    pareto = json.loads((tmp_path / "s" / "pareto.json").read_text())
+    lat = [e["predicted_ms"] for e in pareto["front"]]
+    q = [e["quality"] for e in pareto["front"]]
+    assert lat == sorted(lat) and q == sorted(q, reverse=True) and pareto["hypervolume"] > 0
+    assert (tmp_path / "s" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_read_result_refuses_what_is_not_a_search(tmp_path):
+    from latbench.search.run import read_result
+
+    with pytest.raises(LatbenchError, match="no such directory"):
+        read_result(tmp_path / "absent")
+    with pytest.raises(LatbenchError, match=r"no result\.json"):
+        read_result(tmp_path)
+    (tmp_path / "result.json").write_text('{"format": "other"}')
+    with pytest.raises(LatbenchError, match="not a search result"):
+        read_result(tmp_path)
+    (tmp_path / "result.json").write_text("{bad json")
+    with pytest.raises(LatbenchError, match=r"result\.json"):
+        read_result(tmp_path)
