@@ -10,7 +10,7 @@ import pytest
 from latbench.errors import LatbenchError
 from latbench.search import create_searcher, get_searcher_class, searcher_names
 from latbench.search.run import evaluate, run_search
-from tests.search.conftest import mlp, mlp_dir, problem_for, reference_ms, search_store  # noqa: F401 (fixtures)
+from tests.search.conftest import problem_for
 
 #: Small settings: the contract checks behaviour, not search quality.
 SMALL = {
