@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -58,15 +59,31 @@ def show(
     file: Path = typer.Argument(..., help="Table: latbench JSON or NViT's latency_head.json."),
     as_json: bool = typer.Option(False, "--json", help="Print axes, coverage and metadata as JSON."),
     missing: int = typer.Option(5, "--missing", help="How many missing grid points to list."),
+    unit: str | None = typer.Option(None, "--unit", help=UNIT_HELP),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write a heat-map PNG of a two-axis slice (needs the plot extra: matplotlib)."
+    ),
+    x: str | None = typer.Option(None, "--x", help="With --plot: axis along x (default mlp, else the last axis)."),
+    y: str | None = typer.Option(None, "--y", help="With --plot: axis along y (default heads, else the first)."),
+    at: list[str] | None = typer.Option(
+        None,
+        "--at",
+        help="With --plot: grid values of the other axes, e.g. emb=768,qk_dim=64 (default: each axis' largest).",
+    ),
 ) -> None:
-    """Show a table's axes, coverage and metadata."""
+    """Show a table's axes, coverage and metadata; with --plot, draw a heat map of a slice."""
     import numpy as np
 
     from latbench.lut.formats import load_table
 
-    table = load_table(file)
+    if plot is None:
+        for name, value in (("--x", x), ("--y", y), ("--at", at)):
+            if value:
+                raise LatbenchError(name, "chooses the slice of a heat map; give --plot FILE.png too")
+    table = load_table(file, unit=unit)
     cov = table.coverage()
     meta = table.meta
+    plotted = _plot(table, file, plot, x, y, at) if plot is not None else None
     if as_json:
         summary = {
             "file": str(file),
@@ -74,6 +91,8 @@ def show(
             "coverage": {**cov.to_dict(), "missing_points": [dict(p) for p in cov.missing_points[: max(missing, 0)]]},
             "meta": meta.to_dict(),
         }
+        if plotted is not None:
+            summary["plot"] = {"file": str(plot), "x": plotted.x.name, "y": plotted.y.name, "at": plotted.at}
         typer.echo(json.dumps(summary, indent=2))
         return
     measured = table.values[~np.isnan(table.values)]
@@ -102,6 +121,23 @@ def show(
         console.print("missing     " + ", ".join(f"{k}={v}" for k, v in p.items()))
     if cov.missing > missing > 0:
         console.print(f"            ... and {cov.missing - missing} more")
+    if plotted is not None:
+        console.print(f"slice       {plotted.describe()}")
+        console.print(f"plot        {plot}")
+
+
+def _plot(table: Any, file: Path, out: Path, x: str | None, y: str | None, at: list[str] | None) -> Any:
+    """Draw the heat map of the chosen slice; the title names the table, device, statistic and slice."""
+    from latbench.lut.plot import parse_at, plot_slice, table_slice
+
+    sl = table_slice(table, x=x, y=y, at=parse_at(at))
+    meta = table.meta
+    unit = "ms" if meta.unit == "ms" else "unit unknown"
+    blocks = f"{meta.family} blocks" if meta.family else "blocks"
+    head = f"{file.name}: {blocks} on {meta.device or 'an unrecorded device'}"
+    head += f" (statistic {meta.statistic}, {unit})"
+    plot_slice(sl, out, title=f"{head}\n{sl.describe()}")
+    return sl
 
 
 @app.command("query")
@@ -142,7 +178,7 @@ def query(
 
         if unit != "ms":
             raise LatbenchError(str(file), "values are in an unknown unit; an overhead model needs a table in ms")
-        e2e = float(LutSumModel.load(overhead).predict(total, a.n_layers))
+        e2e = LutSumModel.load(overhead).end_to_end_ms(a, total, table)
     flagged = [i for i, e in enumerate(res.extrapolated) if e]
     if as_json:
         out = {

@@ -13,7 +13,15 @@ from latbench.lut.formats import (
     without_nvit_conventions,
     write_nvit,
 )
-from latbench.lut.latency_model import Accuracy, FitReport, LutSumModel, accuracy, block_sums
+from latbench.lut.latency_model import (
+    Accuracy,
+    FitReport,
+    LutSumModel,
+    accuracy,
+    block_sums,
+    lut_features,
+    non_block_gflop,
+)
 from latbench.lut.table import (
     BLOCK_AXES,
     ArchLatency,
@@ -38,6 +46,8 @@ __all__ = [
     "accuracy",
     "block_sums",
     "load_table",
+    "lut_features",
+    "non_block_gflop",
     "read_autotinybert_lat",
     "read_hat_csv",
     "read_nvit",

@@ -206,7 +206,16 @@ def lut_from_store(
     statistic: str = "median",
     source: str = "",
 ) -> LookupTable:
-    """A table from the block rows of an existing result store (axes = the values found; gaps stay missing)."""
+    """A table from the block rows of an existing result store (axes = the values found; gaps stay missing).
+
+    Not here: the reference-block normalisation of :func:`latbench.pruning.digits.measure_lut`
+    (each point's median over a full-size block timed in the same interleaved group). A store
+    row is one self-contained measurement of one (block, deployment), which is what makes
+    :func:`build_lut` resumable; a ratio to a reference needs that reference timed in every
+    group and its per-group median kept with each row, i.e. a change to the profiler's job
+    runner and store schema (``latbench.profiling``), not to the table. Until the profiler
+    records it, tables built here are as consistent as the machine was while they were measured.
+    """
     from latbench.profiling.config import DeployConfig
     from latbench.profiling.store import ResultStore
 

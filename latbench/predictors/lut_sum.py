@@ -1,10 +1,16 @@
-"""``lut-sum``: a look-up table's block latencies summed, plus the fitted per-deployment overhead.
+"""``lut-sum``: a look-up table's block latencies summed, the non-block part, and the fitted overhead.
 
 A thin predictor around :mod:`latbench.lut`: the features of a row are the sum
 of its architecture's block latencies read from a :class:`~latbench.lut.LookupTable`
-(in ms) and its block count; :class:`~latbench.lut.LutSumModel` fits
-``e2e_ms ≈ a·Σblocks + b·n_blocks + c`` on measured whole models. The interval
-comes from the quantiles of the relative residuals on the validation set.
+(in ms), its block count and, when the feature set has the column ``rest_gflop``,
+the analytic GFLOPs of its embeddings and head at the row's workload
+(:func:`~latbench.lut.non_block_gflop`); :class:`~latbench.lut.LutSumModel` fits
+``e2e_ms ≈ a·Σblocks + b·n_blocks + c (+ d·rest_gflop)`` on measured whole
+models (see :mod:`latbench.lut.latency_model` for why the non-block term is a
+coefficient on analytic FLOPs). The columns come from the feature set
+(:data:`latbench.predictors.features.LUT_FEATURES`), so a predictor saved with
+two columns loads and predicts as it did. The interval comes from the quantiles
+of the relative residuals on the validation set.
 
 The table travels with the predictor (``lut.json`` in its directory), so a saved
 ``lut-sum`` predictor needs no other file.
@@ -31,6 +37,10 @@ from latbench.predictors.base import (
 )
 from latbench.predictors.data import Validity
 from latbench.predictors.features import FeatureSpec, parse_archs
+
+#: The feature columns lut-sum knows: the first two always, the non-block GFLOPs when the feature set has them.
+LUT_COLUMNS: tuple[str, ...] = ("lut_sum_ms", "n_blocks", "rest_gflop")
+REST_COLUMN = "rest_gflop"
 
 # A fitted overhead can make a tiny model's latency negative; a latency is at least this (ms).
 _FLOOR_MS = 1e-6
@@ -107,23 +117,56 @@ class LutSumPredictor(Predictor):
             if values.size != 1 or values[0] != meta[key]:
                 raise LatbenchError(f"--{key.replace('_len', '')}", f"the look-up table holds {key}={meta[key]} only")
 
-    def _sums(self, archs: Sequence[Any]) -> np.ndarray:
-        from latbench.lut import block_sums
+    def _columns(self) -> tuple[str, ...]:
+        cols = self.features.columns if self.features is not None else ()
+        unknown = [c for c in cols if c not in LUT_COLUMNS]
+        if len(cols) < 2 or cols[:2] != LUT_COLUMNS[:2] or unknown:
+            raise LatbenchError("features", f"lut-sum reads the columns {', '.join(LUT_COLUMNS)}, not {cols}")
+        return tuple(cols)
+
+    def _matrix(self, archs: Sequence[Any], batch: Any, seq_len: Any) -> np.ndarray:
+        """Rows of (block sum, block count[, non-block GFLOPs at that row's batch and sequence length])."""
+        from latbench.lut import block_sums, non_block_gflop
 
         sums, counts = block_sums(self._table(), archs, extrapolate=self.config.extrapolate)
-        return np.column_stack([sums, counts])
+        cols = {"lut_sum_ms": sums, "n_blocks": counts}
+        names = self._columns()
+        if REST_COLUMN in names:
+            n = len(archs)
+            batches = np.broadcast_to(np.asarray(batch, dtype=object), (n,))
+            seqs = np.broadcast_to(np.asarray(seq_len, dtype=object), (n,))
+            cols[REST_COLUMN] = np.array(
+                [
+                    non_block_gflop(a, int(b), None if s is None or s != s else int(s))
+                    for a, b, s in zip(archs, batches, seqs)
+                ],
+                dtype=np.float64,
+            )
+        return np.column_stack([cols[c] for c in names])
 
     def featurize(self, frame: Any) -> np.ndarray:
         if "arch" not in frame.columns:
             raise LatbenchError("data", "lut-sum needs architectures (a result store), not an imported table")
         texts = frame["arch"].astype(str).to_numpy()
-        uniq, inverse = np.unique(texts, return_inverse=True)
-        archs = parse_archs(uniq.tolist())
-        return self._sums([archs[u] for u in uniq])[inverse]
+        meta = self._table().meta.workload
+        batch = frame["batch"].to_numpy() if "batch" in frame.columns else np.full(len(frame), meta.get("batch"))
+        if "seq_len" in frame.columns:
+            seq = frame["seq_len"].to_numpy()
+        else:
+            seq = np.full(len(frame), meta.get("seq_len"), dtype=object)
+        keys = np.array([f"{t}|{b}|{s}" for t, b, s in zip(texts, batch, seq)])
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        archs = parse_archs(texts[first].tolist())
+        missing = [b for b in batch[first] if b is None or b != b]
+        if missing and REST_COLUMN in self._columns():
+            raise LatbenchError("data", "the non-block term needs each row's batch (column 'batch')")
+        return self._matrix([archs[t] for t in texts[first]], batch[first], seq[first])[inverse]
 
     def featurize_archs(self, archs: Sequence[Any], batch: Any = 1, seq_len: Any = None) -> np.ndarray:
         self._workload_check(batch, seq_len)
-        return self._sums(list(archs))
+        if seq_len is None:
+            seq_len = self._table().meta.workload.get("seq_len")
+        return self._matrix(list(archs), batch, seq_len)
 
     # ------------------------------------------------------------ the model
     def fit(
@@ -137,24 +180,31 @@ class LutSumPredictor(Predictor):
         from latbench.lut import LutSumModel
 
         meta = self._table().meta
-        x = check_matrix(x, 2)
+        x = self._check(x)
         y = np.exp(log_target(y_ms))
         self.model = LutSumModel.fit(
-            x[:, 0], x[:, 1], y, device=meta.device, deploy=meta.deploy, workload=meta.workload
+            x[:, 0], x[:, 1], y, self._rest(x), device=meta.device, deploy=meta.deploy, workload=meta.workload
         )
         self.fitted = True
         if x_val is not None and y_val_ms is not None and len(y_val_ms):
-            resid = log_target(y_val_ms) - np.log(self._point(check_matrix(x_val, 2)))
+            resid = log_target(y_val_ms) - np.log(self._point(x_val))
         else:
             resid = np.log(y) - np.log(self._point(x))
         self.q_low = float(min(0.0, np.quantile(resid, self.config.interval_low)))
         self.q_high = float(max(0.0, np.quantile(resid, self.config.interval_high)))
         return self
 
+    def _check(self, x: Any) -> np.ndarray:
+        return check_matrix(x, len(self._columns()))
+
+    def _rest(self, x: np.ndarray) -> np.ndarray | None:
+        names = self._columns()
+        return x[:, names.index(REST_COLUMN)] if REST_COLUMN in names else None
+
     def _point(self, x: np.ndarray) -> np.ndarray:
         self._require_fitted()
-        x = check_matrix(x, 2)
-        return np.maximum(np.asarray(self.model.predict(x[:, 0], x[:, 1]), dtype=np.float64), _FLOOR_MS)
+        x = self._check(x)
+        return np.maximum(np.asarray(self.model.predict(x[:, 0], x[:, 1], self._rest(x)), dtype=np.float64), _FLOOR_MS)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self._point(x)

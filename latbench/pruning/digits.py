@@ -115,7 +115,8 @@ def measure_lut(
     median in the same rounds, times the reference's median over all groups. Why: on a shared
     machine the speed of a core drifts (by 2x on a busy 2-vCPU box, when the SMT sibling is
     taken), and points measured minutes apart would otherwise disagree, while ratios within
-    one interleaved group hold.
+    one interleaved group hold. (``build-lut`` does not normalise so: see the note in
+    :func:`latbench.lut.build.lut_from_store`.)
 
     Args:
         arch: The model whose blocks the table prices (a vit).

@@ -135,3 +135,102 @@ def test_bad_file_is_one_line_and_exit_2(tmp_path, text, fragment):
         assert_one_line_error(run(*args), str(p), fragment)
     assert_one_line_error(run("convert", str(p), "--to", "nvit", "--out", str(tmp_path / "o.json")), fragment)
     assert_one_line_error(run("show", str(tmp_path / "nope.json")), "no such file")
+
+
+# ------------------------------------------------------------- heat maps
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_show_plot_writes_a_heat_map_of_the_chosen_slice(nvit_path, tmp_path):
+    pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
+    png = tmp_path / "slice.png"
+    r = run(
+        "show", str(nvit_path), "--unit", "s", "--plot", str(png), "--x", "mlp", "--y", "QK", "--at", "emb=512,v=32"
+    )
+    assert r.exit_code == 0, r.output
+    width, height = _png_size(png)
+    assert width >= 300 and height >= 200
+    # The slice is printed: the named axes, the given values, and the largest grid value elsewhere.
+    assert "slice       y=qk_dim, x=mlp; at emb=512, heads=12, v_dim=32" in r.stdout
+    # Defaults: mlp along x, heads along y, every other axis at its largest value (the full-size block).
+    default = tmp_path / "default.png"
+    data = json.loads(run("show", str(nvit_path), "--plot", str(default), "--json").stdout)
+    assert data["plot"] == {
+        "file": str(default),
+        "x": "mlp",
+        "y": "heads",
+        "at": {"emb": 768, "qk_dim": 64, "v_dim": 64},
+    }
+    assert _png_size(default)[0] >= 300
+
+
+def test_table_slice_values_are_the_table_values(nvit_path):
+    from latbench.lut import load_table
+    from latbench.lut.plot import table_slice
+
+    table = load_table(nvit_path, unit="s")
+    sl = table_slice(table, x="heads", y="emb", at={"qk": 32, "v_dim": 16, "MLP": 1536})
+    assert sl.values.shape == (3, 5) and sl.unit == "ms"
+    for i, emb in enumerate(sl.y.values):
+        for j, heads in enumerate(sl.x.values):
+            expected = table.lookup(emb=emb, heads=heads, qk_dim=32, v_dim=16, mlp=1536)
+            assert sl.values[i, j] == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--x", "depth"], ["--x", "no axis 'depth'", "emb, heads, qk_dim, v_dim, mlp"]),
+        (["--y", "nope"], ["--y", "no axis 'nope'"]),
+        (["--x", "heads", "--y", "heads"], ["--y", "same axis"]),
+        (["--x", "heads", "--y", "qk", "--at", "mlp=100"], ["--at", "mlp=100 is not a grid value of mlp"]),
+        (["--at", "emb=1024"], ["--at", "emb=1024 is outside the grid (256..768)"]),
+        (["--at", "width=9"], ["--at", "emb=9 is outside the grid"]),
+        (["--at", "heads=3"], ["--at", "heads is the --y axis"]),
+        (["--at", "qk_dim"], ["--at", "AXIS=VALUE"]),
+        (["--at", "qk_dim=big"], ["--at", "expected a number"]),
+        (["--at", "qk=16,qk_dim=32"], ["--at", "qk_dim is given twice"]),
+    ],
+)
+def test_show_plot_bad_options_are_one_line(nvit_path, tmp_path, args, fragments):
+    png = tmp_path / "bad.png"
+    assert_one_line_error(run("show", str(nvit_path), "--plot", str(png), *args), *fragments)
+    assert not png.exists()
+
+
+def test_slice_options_need_plot_and_plot_needs_matplotlib(nvit_path, tmp_path, monkeypatch):
+    assert_one_line_error(run("show", str(nvit_path), "--x", "mlp"), "--x", "--plot")
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    png = tmp_path / "x.png"
+    assert_one_line_error(run("show", str(nvit_path), "--plot", str(png)), "pip install 'latbench[plot]'")
+    assert not png.exists()
+
+
+def test_query_overhead_with_the_non_block_term(tmp_path):
+    from latbench.lut import non_block_gflop
+
+    axes = (Axis("hidden", (128, 256)), Axis("heads", (2, 4)), Axis("qk_dim", (32, 64)), Axis("mlp", (256, 512)))
+    meta = TableMeta(family="bert", unit="ms", workload={"batch": 1, "seq_len": 128})
+    lat = LookupTable(axes=axes, values=np.full((2, 2, 2, 2), 0.5), meta=meta).save(tmp_path / "lut.json")
+    arch = Arch.uniform_arch("bert", 256, 4, 2, 32, 256)
+    model = LutSumModel(a=1.0, b=0.5, c=2.0, d=3.0, workload={"batch": 1, "seq_len": 128})
+    path = model.save(tmp_path / "overhead.json")
+    r = run("query", str(lat), "--arch", arch.to_json(), "--overhead", str(path), "--json")
+    assert r.exit_code == 0, r.output
+    expected = 2.0 + 4 * 0.5 + 2.0 + 3.0 * non_block_gflop(arch, 1, 128)
+    assert json.loads(r.stdout)["end_to_end_ms"] == pytest.approx(expected)
