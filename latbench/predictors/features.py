@@ -37,7 +37,9 @@ FEATURE_KINDS: tuple[str, ...] = ("arch", "table", "lut")
 
 #: Features of the ``lut`` kind: the sum of an architecture's block latencies read from a
 #: look-up table, and its number of blocks (what :class:`latbench.lut.LutSumModel` fits).
-LUT_FEATURES: tuple[str, ...] = ("lut_sum_ms", "n_blocks")
+LUT_FEATURES: tuple[str, ...] = ("lut_sum_ms", "n_blocks", "rest_gflop")
+#: The lut feature set of predictors saved before the non-block (embeddings + head) term.
+LEGACY_LUT_FEATURES: tuple[str, ...] = ("lut_sum_ms", "n_blocks")
 
 #: Per-layer quantities whose aggregates over layers are features.
 LAYER_QUANTITIES: tuple[str, ...] = ("heads", "qk_size", "v_size", "mlp")
@@ -116,7 +118,7 @@ class FeatureSpec:
         if self.kind == "lut":
             if self.family not in FAMILIES:
                 raise LatbenchError("features.family", f"expected one of {', '.join(FAMILIES)}, got {self.family!r}")
-            if cols != LUT_FEATURES:
+            if cols not in (LUT_FEATURES, LEGACY_LUT_FEATURES):
                 raise LatbenchError("features.columns", f"a lut feature set has columns {', '.join(LUT_FEATURES)}")
         if self.kind == "arch":
             if self.family not in FAMILIES:

@@ -62,15 +62,7 @@ def test_lut_sum_trains_from_a_lut_file_and_round_trips(lut_store, tmp_path):
         back.predict_archs([arch], batch=1, seq_len=64)
 
 
-@pytest.fixture
-def rest_features(monkeypatch):
-    """The lut feature set with the non-block column (what LUT_FEATURES becomes with the head term)."""
-    from latbench.predictors import features
-
-    monkeypatch.setattr(features, "LUT_FEATURES", ("lut_sum_ms", "n_blocks", "rest_gflop"))
-
-
-def test_lut_sum_with_the_non_block_term_sees_the_mlm_head(lut_store, tmp_path, rest_features):
+def test_lut_sum_with_the_non_block_term_sees_the_mlm_head(lut_store, tmp_path):
     _bert_lut(tmp_path / "lut.json")
     ds = load_dataset(lut_store)
     result = train_predictor(ds, "lut-sum", seed=0, lut=tmp_path / "lut.json")
