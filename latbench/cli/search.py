@@ -80,7 +80,9 @@ def search(
     ctx: typer.Context,
     predictor: Path = typer.Option(..., "--predictor", help="A predictor directory (from train-predictor)."),
     out: Path = typer.Option(..., "--out", help="Directory for result.json, history.parquet (and pareto.*)."),
-    space: str = typer.Option("bert", "--space", help="Preset (bert, vit, gpt) or a space JSON file."),
+    space: str = typer.Option(
+        "bert", "--space", help="Preset (bert, vit, gpt), a space JSON file, or supernet:RUN (the run's space)."
+    ),
     method: str = typer.Option("evolutionary", "--method", help=_METHODS),
     latency_constraint: float | None = typer.Option(
         None, "--latency-constraint", help="Speed-up over the space's reference: latency <= reference / X."
@@ -146,8 +148,10 @@ def search(
         raise LatbenchError("--validate", "validation measures on a target: give --device")
     if budget < 1:
         raise LatbenchError("--budget", f"must be >= 1, got {budget}")
-    sp = get_space(space)
     from latbench.search.base import get_searcher_class
+    from latbench.search.quality import supernet_space
+
+    sp = supernet_space(space.partition(":")[2]) if space.startswith("supernet:") else get_space(space)
 
     searcher_cls = get_searcher_class(method)
     config = _parse_params(param)
@@ -163,6 +167,9 @@ def search(
             "--predictor", f"the predictor is for {pred.validity.family} models, space {sp.name!r} is {sp.family}"
         )
     objective = get_quality(quality)
+    check_space = getattr(objective, "check_space", None)
+    if check_space is not None:
+        check_space(sp)
 
     deploy = None
     if device is not None:

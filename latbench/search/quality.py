@@ -82,7 +82,12 @@ class ScalingLawProxy(QualityObjective):
 
 
 class SupernetQuality(QualityObjective):
-    """Validation loss of the sub-network in a trained super-net (``latbench train-supernet``)."""
+    """Validation loss of the sub-network in a trained super-net (``latbench train-supernet``).
+
+    The search space keeps the family settings its predictor was trained with (a BERT vocabulary
+    of 30522, say) because latency depends on them; the super-net, trained on local data, has its
+    own (a byte vocabulary). Each architecture is judged with the super-net's settings.
+    """
 
     name = "supernet"
 
@@ -95,19 +100,68 @@ class SupernetQuality(QualityObjective):
         self.split = split
         self.max_examples = max_examples
 
+    def _trained(self) -> Any:
+        from latbench.supernet.train import load_trained
+
+        return load_trained(self.run_dir)
+
+    def adopt(self, arch: Arch) -> Arch:
+        """``arch`` with the super-net's family settings (vocabulary, sequence length ...)."""
+        like = self._trained().config.supernet
+        if arch.family != like.family:
+            raise LatbenchError(
+                "--quality", f"the super-net in {self.run_dir} is a {like.family} model, not {arch.family}"
+            )
+        return Arch(family=arch.family, hidden=arch.hidden, layers=arch.layers, **like.extras)
+
+    def check_space(self, space: Any) -> None:
+        """Refuse a space whose largest member the super-net does not hold."""
+        model = self._trained().model
+        big = self.adopt(space.max_arch())
+        try:
+            model.check_fits(big, "--space")
+        except LatbenchError as exc:
+            raise LatbenchError(
+                "--quality",
+                f"the super-net in {self.run_dir} does not hold space {space.name!r}'s largest member ({exc.what}); "
+                f"search the space it was trained on: --space supernet:{self.run_dir}",
+            ) from None
+
     def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
         from latbench.supernet.evaluate import subnet_quality
 
         return np.array(
-            [subnet_quality(self.run_dir, a, split=self.split, max_examples=self.max_examples) for a in archs],
+            [
+                subnet_quality(self.run_dir, self.adopt(a), split=self.split, max_examples=self.max_examples)
+                for a in archs
+            ],
             dtype=np.float64,
         )
 
     def describe(self) -> str:
-        return f"supernet: {self.split} loss of the sub-network in {self.run_dir}"
+        return f"supernet: {self.split} loss (nats) of the sub-network in {self.run_dir}"
 
     def spec(self) -> str:
         return f"supernet:{self.run_dir}"
+
+
+def supernet_space(run_dir: str) -> Any:
+    """The space a super-net was trained on, with the family's default settings (``--space supernet:RUN``).
+
+    The dimensions are the run's; the vocabulary/image settings go back to the family defaults,
+    those of the models a latency predictor is trained on.
+    """
+    from dataclasses import replace
+
+    from latbench.supernet.train import load_trained
+
+    space = load_trained(run_dir).config.space
+    if space is None:
+        raise LatbenchError("--space", f"supernet:{run_dir} trained a dense model, not a super-net over a space")
+    ref = space.reference
+    assert ref is not None
+    ref = Arch(family=ref.family, hidden=ref.hidden, layers=ref.layers)
+    return replace(space, name=f"supernet:{run_dir}", extras=(), reference=ref)
 
 
 class CallableQuality(QualityObjective):

@@ -251,3 +251,73 @@ def test_validate_refuses_bad_input(tiny, tmp_path):
     assert_one_line_error(run("validate", "--search", out, "--top", -1), "--top")
     assert_one_line_error(run("validate", "--search", out, "--device", "cuda:7"))  # no such GPU here
     assert not (out / "validate.json").exists()
+
+
+# ----------------------------------------------------------------------------- a super-net as the quality objective
+@pytest.fixture(scope="module")
+def supernet_run(tmp_path_factory) -> dict:
+    """A tiny bert super-net (4 sandwich steps), and a predictor trained over its space at the default vocabulary."""
+    from latbench.predictors.data import load_dataset
+    from latbench.predictors.train import save_trained, train_predictor
+    from latbench.search.quality import supernet_space
+    from latbench.supernet.train import train_supernet
+    from tests.supernet.helpers import tiny_config, write_corpus
+
+    root = tmp_path_factory.mktemp("supernet")
+    run_dir = root / "run"
+    train_supernet(tiny_config("bert", write_corpus(root / "corpus")), run_dir)
+    space = supernet_space(str(run_dir))
+    store = write_synthetic_store(root / "s.parquet", n_archs=40, seq_lens=(TINY_SEQ,), space=space)
+    result = train_predictor(load_dataset(store), "xgboost", seed=0, config=FAST["xgboost"])
+    save_trained(result, root / "pred", plot=False)
+    return {"run": run_dir, "pred": root / "pred", "space": space}
+
+
+def test_search_judged_by_the_supernet(supernet_run, tmp_path):
+    from latbench.search.quality import SupernetQuality
+    from latbench.supernet.evaluate import evaluate_subnet
+
+    run_dir, out = supernet_run["run"], tmp_path / "s"
+    ref_ms = synthetic_latency_ms(supernet_run["space"].reference, 1, TINY_SEQ)
+    r = run(
+        "search",
+        "--predictor",
+        supernet_run["pred"],
+        "--space",
+        f"supernet:{run_dir}",
+        "--quality",
+        f"supernet:{run_dir}",
+        "--latency-ms",
+        ref_ms,
+        "--reference-ms",
+        ref_ms,
+        "--out",
+        out,
+        "--budget",
+        12,
+        "--method",
+        "random",
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["quality"]["objective"] == f"supernet:{run_dir}"
+    best = Arch.from_json(doc["best"]["arch_json"])
+    expect = evaluate_subnet(run_dir, SupernetQuality(str(run_dir)).adopt(best)).loss
+    assert doc["best"]["quality"] == pytest.approx(expect)
+    hist = pd.read_parquet(out / "history.parquet")
+    assert doc["best"]["quality"] == pytest.approx(hist["quality"].min())
+    # the preset bert space holds members the tiny super-net cannot run: refused, with the way out
+    r = run(
+        "search",
+        "--predictor",
+        supernet_run["pred"],
+        "--quality",
+        f"supernet:{run_dir}",
+        "--latency-ms",
+        50,
+        "--reference-ms",
+        100,
+        "--out",
+        tmp_path / "x",
+    )
+    assert_one_line_error(r, "--quality", "does not hold", f"--space supernet:{run_dir}")
