@@ -118,6 +118,11 @@ def search(
     target_ci: float = TARGET_CI,
     rounds: int = ROUNDS,
     calls_per_round: int = CALLS_PER_ROUND,
+    measure_top: int = typer.Option(
+        0,
+        "--measure-top",
+        help="Measure K candidates near the bound with the reference (--device); keep the best that meets it measured.",
+    ),
     validate: bool = typer.Option(
         False, "--validate", help="Then measure the result against the reference (--device)."
     ),
@@ -146,6 +151,8 @@ def search(
         )
     if validate and device is None:
         raise LatbenchError("--validate", "validation measures on a target: give --device")
+    if measure_top < 0 or (measure_top and device is None):
+        raise LatbenchError("--measure-top", "measures K >= 0 candidates on a target: give --device")
     if budget < 1:
         raise LatbenchError("--budget", f"must be >= 1, got {budget}")
     from latbench.search.base import get_searcher_class
@@ -208,6 +215,27 @@ def search(
     progress, on_progress = _progress(method)
     with progress:
         outcome = run_search(problem, method, budget=budget, seed=seed, config=config, on_progress=on_progress)
+    if measure_top:
+        from latbench.cli.profile import progress_bar
+        from latbench.search.run import choose_by_measurement
+
+        assert deploy is not None
+        proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+        mprogress, mon_progress = progress_bar("measure")
+        with mprogress:
+            choice = choose_by_measurement(
+                outcome, problem, deploy, proto, measure_top, seed=seed, on_progress=mon_progress
+            )
+        console.print(
+            f"measured    {len(choice.rows)} candidates with the reference ({choice.reference_ms:.4g} ms, "
+            f"bound {choice.bound_ms:.4g} ms): {sum(r['meets_constraint'] for r in choice.rows)} meet it"
+        )
+        if choice.chosen is None:
+            typer.echo(
+                "latbench: warning: no measured candidate meets the constraint; the predicted best is kept "
+                "(the predictor errs low here: retrain it on more data near the bound, or use --safety-margin)",
+                err=True,
+            )
     command = _command_line(ctx)
     write_outputs(
         out,

@@ -31,6 +31,29 @@ MAX_STALE_ASKS = 25
 
 
 @dataclass
+class MeasuredChoice:
+    """The result of measuring a search's candidates on the target, interleaved with the reference."""
+
+    reference_ms: float
+    target_ms: float
+    bound_ms: float
+    floor_ms: float
+    rows: list[dict[str, Any]]
+    chosen: int | None
+    deploy_key: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference_ms": self.reference_ms,
+            "target_ms": self.target_ms,
+            "bound_ms": self.bound_ms,
+            "deploy_key": self.deploy_key,
+            "chosen": self.chosen,
+            "candidates": self.rows,
+        }
+
+
+@dataclass
 class SearchOutcome:
     """What a search did: every evaluation in order, the best, and (multi-objective) the front."""
 
@@ -44,6 +67,7 @@ class SearchOutcome:
     front: list[Evaluation] = field(default_factory=list)
     wall_s: float = 0.0
     stopped: str = "budget"
+    measured: MeasuredChoice | None = None
 
     def top(self, k: int) -> list[Evaluation]:
         """The ``k`` best feasible evaluations by quality (then latency)."""
@@ -176,6 +200,87 @@ def hypervolume(history: Sequence[Evaluation], reference: tuple[float, float]) -
 def default_window(method: str) -> tuple[float, float]:
     """The window a method uses when none is given: AutoTinyBERT's for ``candidate``/``fast``, else ``[0, 1]``."""
     return getattr(get_searcher_class(method), "default_window", (0.0, 1.0))
+
+
+def measurement_candidates(outcome: SearchOutcome, problem: SearchProblem, k: int) -> list[Evaluation]:
+    """``k`` candidates to measure: the best by quality in ``k`` bins of predicted latency under the bound.
+
+    Spread over ``[0.8, 1] x`` the bound (the window's, with one), so that whichever way the
+    predictor errs, some candidate lands on the right side of the measured bound.
+    """
+    feasible = [e for e in outcome.history if e.feasible]
+    c = problem.constraint
+    lo = max(c.floor_ms, 0.8 * c.bound_ms)
+    edges = np.linspace(lo, c.bound_ms, k + 1)
+    picked: list[Evaluation] = [outcome.best]
+    for i in range(k):
+        inside = [e for e in feasible if edges[i] <= e.latency_ms <= edges[i + 1]]
+        if inside:
+            picked.append(min(inside, key=lambda e: (e.quality, e.latency_ms)))
+    for e in sorted(feasible, key=lambda e: (e.quality, e.latency_ms)):  # fill up with the next best
+        if len({x.arch.to_json() for x in picked}) >= k:
+            break
+        picked.append(e)
+    return list({e.arch.to_json(): e for e in picked}.values())[:k]
+
+
+def choose_by_measurement(
+    outcome: SearchOutcome,
+    problem: SearchProblem,
+    deploy: Any,
+    protocol: Any,
+    k: int = 8,
+    *,
+    seed: int = 0,
+    keep: str | Path | None = None,
+    on_progress: Callable[[int, int, dict[str, Any] | None], None] | None = None,
+) -> MeasuredChoice:
+    """Measure ``k`` candidates and the reference in one interleaved run; the best that meets the
+    constraint *as measured* becomes ``outcome.best`` (the predicted best stays when none does)."""
+    from latbench.search.measure import measure_models
+
+    if k < 1:
+        raise LatbenchError("--measure-top", f"must be >= 1, got {k}")
+    cands = measurement_candidates(outcome, problem, k)
+    ref = problem.space.reference
+    assert ref is not None
+    rows = measure_models(
+        [ref, *(e.arch for e in cands)],
+        problem.space.name,
+        deploy,
+        protocol,
+        keep=keep,
+        seed=seed,
+        on_progress=on_progress,
+    )
+    c = problem.constraint
+    ref_ms = float(rows[0]["median_ms"])
+    target = ref_ms / c.speedup if c.speedup is not None else c.target_ms
+    bound, floor = c.high * target, c.low * target
+    out_rows = []
+    chosen: int | None = None
+    for i, (e, row) in enumerate(zip(cands, rows[1:])):
+        ms = float(row["median_ms"])
+        ok = floor <= ms <= bound
+        out_rows.append(
+            {
+                "arch_json": e.arch.to_json(),
+                "describe": e.arch.describe(),
+                "predicted_ms": e.latency_ms,
+                "measured_ms": ms,
+                "measured_speedup": ref_ms / ms,
+                "quality": e.quality,
+                "meets_constraint": ok,
+                "unstable": bool(row["unstable"]),
+            }
+        )
+        if ok and (chosen is None or (e.quality, ms) < (cands[chosen].quality, out_rows[chosen]["measured_ms"])):
+            chosen = i
+    choice = MeasuredChoice(ref_ms, target, bound, floor, out_rows, chosen, deploy.key())
+    outcome.measured = choice
+    if chosen is not None:
+        outcome.best = cands[chosen]
+    return choice
 
 
 # ------------------------------------------------------------------------------ setup
@@ -321,6 +426,8 @@ def result_document(
         "constraint_text": problem.constraint.describe(),
         "best": _arch_entry(outcome.best, reference.latency_ms),
         "top": [_arch_entry(e, reference.latency_ms) for e in outcome.top(top_k)],
+        "selected_by": "prediction" if outcome.measured is None or outcome.measured.chosen is None else "measurement",
+        "measured": None if outcome.measured is None else outcome.measured.to_dict(),
         "latbench_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,

@@ -108,6 +108,7 @@ def test_nsga2_writes_the_front(xgb_dir, reference_ms, tmp_path):
         (["--latency-constraint", 1000], ("1000x is not reachable", "largest reachable speed-up")),
         (["--latency-ms", 0.001], ("--latency-ms", "not reachable")),
         (["--latency-constraint", 7, "--validate"], ("--validate", "--device")),
+        (["--latency-constraint", 7, "--measure-top", 3], ("--measure-top", "--device")),
         (["--latency-constraint", 7, "--method", "gradient"], ("differentiable predictor",)),
         (["--latency-constraint", 7, "--quality", "nomodule_xyz:f"], ("--quality", "cannot import")),
         (["--latency-constraint", 7, "--space", "vit"], ("--predictor", "bert models", "vit")),
@@ -219,11 +220,22 @@ def test_search_measures_the_reference_on_the_device(tiny, tmp_path):
         *QUICK,
     )
     assert_one_line_error(run(*args), "--predictor", "Test CPU")  # measured elsewhere: refused ...
-    r = run(*args, "--force", "--validate")  # ... unless forced
+    r = run(*args, "--force", "--validate", "--measure-top", 4)  # ... unless forced
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "s" / "result.json").read_text())
     assert doc["reference"]["source"] == "measured" and doc["reference"]["latency_ms"] > 0
     assert doc["deploy_key"].startswith("backend=torch,device=cpu")
+    m = doc["measured"]
+    assert 1 <= len(m["candidates"]) <= 4 and m["bound_ms"] == pytest.approx(m["reference_ms"] / 2)
+    for c in m["candidates"]:
+        assert c["meets_constraint"] == (c["measured_ms"] <= m["bound_ms"])
+    if m["chosen"] is None:
+        assert doc["selected_by"] == "prediction" and "no measured candidate" in r.stderr
+    else:
+        chosen = m["candidates"][m["chosen"]]
+        assert doc["selected_by"] == "measurement" and doc["best"]["arch_json"] == chosen["arch_json"]
+        meeting = [c["quality"] for c in m["candidates"] if c["meets_constraint"]]
+        assert chosen["quality"] == min(meeting)
     assert (tmp_path / "s" / "validate.json").is_file()
 
 
