@@ -2,7 +2,8 @@
 
 - :mod:`latbench.checkpoints.export`: a dense model to safetensors + config JSON (and back with
   :func:`load_extracted`), to ONNX (checked by ONNX Runtime), to Hugging Face ``transformers`` where the
-  architecture fits (:mod:`latbench.checkpoints.hf`).
+  architecture fits (:mod:`latbench.checkpoints.hf`), to a LitGPT checkpoint directory for the ``gpt`` family
+  (:mod:`latbench.checkpoints.litgpt`).
 - :mod:`latbench.checkpoints.compact`: per-channel int8 checkpoints with scales, full-precision patterns,
   16-bit small tensors, optional delta against a reference.
 
@@ -25,6 +26,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "latbench.checkpoints.onnx": ("export_onnx", "run_onnx"),
     "latbench.checkpoints.hf": ("export_hf", "hf_unfit_reason", "load_hf_as_latbench", "to_hf"),
+    "latbench.checkpoints.litgpt": ("export_litgpt", "litgpt_unfit_reason", "load_litgpt", "load_litgpt_as_latbench"),
     "latbench.checkpoints.compact": (
         "CompressConfig",
         "CompressReport",

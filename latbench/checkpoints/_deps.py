@@ -14,6 +14,7 @@ EXTRAS: dict[str, str] = {
     "transformers": "hf",
     "onnx": "onnx",
     "onnxruntime": "onnx",
+    "litgpt": "litgpt",
 }
 
 

@@ -1,4 +1,4 @@
-"""Export a dense latbench model: safetensors + config JSON (reloadable), ONNX, Hugging Face ``transformers``.
+"""Export a dense latbench model: safetensors + config JSON (reloadable), ONNX, Hugging Face ``transformers``, LitGPT.
 
 An export directory always holds ``latbench_model.json`` (schema version,
 format, the architecture, where the weights came from) beside the format's own
@@ -12,6 +12,10 @@ files:
   ``GPTNeoXForCausalLM``, ``ViTForImageClassification``) where the architecture
   fits (see :func:`latbench.checkpoints.hf.hf_unfit_reason`), checked by
   reloading it with ``transformers`` (max abs diff <= 1e-4).
+- ``litgpt`` (``gpt`` family): ``lit_model.pth`` + ``model_config.yaml``, the checkpoint directory litgpt
+  loads (as whittle writes its sub-networks), where the architecture fits (see
+  :func:`latbench.checkpoints.litgpt.litgpt_unfit_reason`), checked by loading it with litgpt's ``GPT``
+  (max abs diff <= 1e-4).
 
 Every file is written atomically.
 """
@@ -41,7 +45,7 @@ __all__ = [
     "save_safetensors",
 ]
 
-FORMATS: tuple[str, ...] = ("safetensors", "onnx", "hf")
+FORMATS: tuple[str, ...] = ("safetensors", "onnx", "hf", "litgpt")
 CONFIG_FILE = "latbench_model.json"
 WEIGHTS_FILE = "model.safetensors"
 KIND = "latbench-model"
@@ -54,11 +58,12 @@ class ExportResult:
     """What an export wrote and how well it reproduces the model.
 
     Attributes:
-        format: ``safetensors``, ``onnx`` or ``hf``.
+        format: ``safetensors``, ``onnx``, ``hf`` or ``litgpt``.
         out_dir: The export directory.
         files: Files written, relative to ``out_dir``.
         max_abs_diff: Largest output difference of the reloaded export against the model (``None``: not checked).
         arch: The exported architecture.
+        notes: What a user of the export should know (one line each).
     """
 
     format: str
@@ -136,10 +141,11 @@ def read_export_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_extracted(path: str | os.PathLike[str]) -> TransformerModel:
-    """The dense model of a ``safetensors`` (or ``hf``) export directory, in eval mode on the CPU.
+    """The dense model of a ``safetensors``, ``hf`` or ``litgpt`` export directory, in eval mode on the CPU.
 
     A ``safetensors`` export gives bit-identical outputs to the exported model; an ``hf`` export is
-    mapped back from its ``transformers`` weights.
+    mapped back from its ``transformers`` weights, a ``litgpt`` one from its ``lit_model.pth`` (without
+    litgpt).
 
     Raises:
         LatbenchError: Not an export, an ONNX export (not reloadable as torch), or weights that do not
@@ -154,6 +160,13 @@ def load_extracted(path: str | os.PathLike[str]) -> TransformerModel:
         from latbench.checkpoints.hf import load_hf_as_latbench
 
         return load_hf_as_latbench(p, arch)
+    if config["format"] == "litgpt":
+        from latbench.checkpoints.litgpt import QKV_LAYOUTS, load_litgpt_as_latbench
+
+        layout = config.get("qkv_layout", "grouped")
+        if layout not in QKV_LAYOUTS:
+            raise LatbenchError(str(p / CONFIG_FILE), f"unknown qkv_layout {layout!r}")
+        return load_litgpt_as_latbench(p, arch, layout)
     if config["format"] != "safetensors":
         raise LatbenchError(str(p), f"a {config['format']} export cannot be loaded as a torch model")
     st = require("safetensors.torch", "loading a safetensors export")
@@ -201,8 +214,8 @@ def export_model(
     """Export the dense ``model`` to ``out_dir`` in ``fmt`` and (``verify``) check the reloaded export.
 
     Raises:
-        LatbenchError: Unknown format; for ``hf`` an architecture that ``transformers`` cannot express
-            (the one-line reason); an export whose outputs differ by more than 1e-4.
+        LatbenchError: Unknown format; for ``hf`` or ``litgpt`` an architecture that ``transformers`` or
+            litgpt cannot express (the one-line reason); an export whose outputs differ by more than 1e-4.
         MissingDependencyError: The format's library is not installed (naming the extra).
     """
     if fmt not in FORMATS:
@@ -220,6 +233,10 @@ def export_model(
         from latbench.checkpoints.onnx import export_onnx
 
         return export_onnx(model, out_dir, source=source, verify=verify)
+    if fmt == "litgpt":
+        from latbench.checkpoints.litgpt import export_litgpt
+
+        return export_litgpt(model, out_dir, source=source, verify=verify)
     from latbench.checkpoints.hf import export_hf
 
     return export_hf(model, out_dir, source=source, verify=verify)

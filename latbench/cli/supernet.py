@@ -51,7 +51,7 @@ def train_supernet(
     kd_temperature: float = typer.Option(1.0, "--kd-temperature", help="Distillation temperature."),
     kd_weight: float = typer.Option(1.0, "--kd-weight", help="Weight of distillation vs labels (1: only KD)."),
     further_train: Path | None = typer.Option(
-        None, "--further-train", help="Train this exported sub-model (safetensors/hf export) further."
+        None, "--further-train", help="Train this exported sub-model (safetensors, hf or litgpt export) further."
     ),
     scale: float = typer.Option(1.0, "--scale", help="Shrink the space's largest dims by this factor (0, 1]."),
     max_layers: int | None = typer.Option(None, "--max-layers", help="Cap the number of layers."),
@@ -149,7 +149,7 @@ def extract(
     supernet: Path = typer.Option(..., "--supernet", help="Training run directory."),
     out: Path = typer.Option(..., "--out", help="Export directory."),
     arch: str | None = typer.Option(None, "--arch", help="Sub-network: JSON or a file (default: the whole model)."),
-    fmt: str = typer.Option("safetensors", "--format", help="safetensors, onnx or hf."),
+    fmt: str = typer.Option("safetensors", "--format", help="safetensors, onnx, hf or litgpt (gpt family)."),
 ) -> None:
     """Extract a sub-network as a dense model and export it (checked against torch after writing)."""
     from latbench.supernet.evaluate import extract_sub_network
@@ -159,6 +159,8 @@ def extract(
     result = extract_sub_network(trained, _load_arch_for(arch, trained), out, fmt)  # type: ignore[arg-type]
     check = "" if result.max_abs_diff is None else f", max abs diff {result.max_abs_diff:.2g} after reloading"
     console.print(f"wrote {result.arch.describe()} as {fmt} to {out} ({', '.join(result.files)}{check})")
+    for note in result.notes:
+        console.print(f"note: {note}")
 
 
 def compress(

@@ -57,7 +57,7 @@ def make_train_config(
         data: Text files/directories (text families); empty: the default corpus, or the export's data.
         seq_len: Tokens per window (default 16, or the export's).
         caps: Shrink the space (``--scale``, ``--max-*``).
-        further_train: An export directory (safetensors or hf) whose dense model trains further.
+        further_train: An export directory (safetensors, hf or litgpt) whose dense model trains further.
         data_seed: Seed of the data split (default: the run's ``seed``, or the export's split).
         max_windows: Keep at most this many text windows.
         **options: Further :class:`TrainConfig` fields (``steps``, ``batch_size``, ``lr``, ``seed`` ...).
@@ -81,7 +81,9 @@ def make_train_config(
 
         exported = read_export_config(further_train)
         if exported["format"] == "onnx":
-            raise LatbenchError(str(further_train), "an ONNX export cannot be trained; export safetensors or hf")
+            raise LatbenchError(
+                str(further_train), "an ONNX export cannot be trained; export safetensors, hf or litgpt"
+            )
         arch: Arch = exported["arch"]
         source = exported.get("source", {}).get("data") if isinstance(exported.get("source"), dict) else None
         base = DataConfig.from_dict(source, f"{further_train}: source.data") if source else DataConfig(arch.family)

@@ -65,12 +65,14 @@ def test_evaluate_prints_quality_and_latency(run_dir) -> None:
     assert text.exit_code == 0 and "perplexity" in text.stdout and "latency" in text.stdout
 
 
-@pytest.mark.parametrize("fmt", ["safetensors", "onnx", "hf"])
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx", "hf", "litgpt"])
 def test_extract_writes_each_format(run_dir, tmp_path, fmt) -> None:
     if fmt == "onnx":
         pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (extra: onnx)")
     if fmt == "hf":
         pytest.importorskip("transformers", reason="transformers is not installed (extra: hf)")
+    if fmt == "litgpt":
+        pytest.importorskip("litgpt", reason="litgpt is not installed (extra: litgpt)")
     result = run("extract", "--supernet", run_dir, "--arch", SMALL, "--out", tmp_path / fmt, "--format", fmt)
     assert result.exit_code == 0, result.output
     assert f"as {fmt}" in result.stdout and (tmp_path / fmt / "latbench_model.json").is_file()
@@ -119,6 +121,31 @@ def test_bad_inputs_are_one_line_errors(run_dir, corpus, tmp_path) -> None:
     )
     assert_one_line_error(run("train-supernet", "--space", "gpt", "--scale", 3, "--out", tmp_path / "z"), "--scale")
     assert_one_line_error(run("compress", tmp_path / "none.pt", "--out", tmp_path / "c.safetensors"), "no such file")
+
+
+def test_extract_litgpt_of_an_unfit_arch_says_why_in_one_line(run_dir, tmp_path) -> None:
+    mixed = json.dumps(
+        {
+            "family": "gpt",
+            "hidden": 16,
+            "layers": [
+                {"heads": 2, "qk_dim": 8, "v_dim": 8, "mlp": 32},
+                {"heads": 1, "qk_dim": 8, "v_dim": 8, "mlp": 64},
+            ],
+        }
+    )
+    result = run("extract", "--supernet", run_dir, "--arch", mixed, "--out", tmp_path / "x", "--format", "litgpt")
+    assert_one_line_error(result, "--format litgpt", "one n_head/head_size/intermediate_size for every layer")
+
+
+def test_further_train_from_a_litgpt_export(run_dir, tmp_path) -> None:
+    pytest.importorskip("litgpt", reason="litgpt is not installed (extra: litgpt)")
+    exported = run("extract", "--supernet", run_dir, "--arch", SMALL, "--out", tmp_path / "lit", "--format", "litgpt")
+    assert exported.exit_code == 0, exported.output
+    args = ["--further-train", tmp_path / "lit", "--steps", 1, "--batch-size", 4, "--out", tmp_path / "ft"]
+    result = run("train-supernet", *args)
+    assert result.exit_code == 0, result.output
+    assert "training dense model" in result.stdout
 
 
 def test_extract_hf_of_an_unfit_arch_says_why_in_one_line(run_dir, tmp_path) -> None:
