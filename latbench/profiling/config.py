@@ -552,13 +552,17 @@ class ProtocolConfig:
         max_samples: Sampling stops here even if the CI is still wide (the row is then unstable).
         target_rel_ci: Stop once the 95% CI of the median lies within ``±target_rel_ci`` of it.
         budget_s: Time one configuration may spend (warm-up included) before it stops, once it
-            has ``min_samples``; stopping on the budget with a wide CI marks the row unstable.
+            has ``min_samples`` and ``min_rounds``; stopping on the budget with a wide CI marks
+            the row unstable.
         calls_per_round: Calls one configuration gets per round; convergence is checked after each round.
         min_rounds: Rounds a configuration takes part in before it may stop, so that its samples
             spread over time (``10`` rounds of ``15`` calls is MEASUREMENT.md's CPU protocol).
         round_warmup_calls: Untimed calls at the start of each round when several configurations
             are interleaved, so that the switch from another configuration does not leak into
             the first sample of a warm-cache round.
+        reference_calls: Timings of a fixed CPU reference workload at the start of each round in
+            which a CPU configuration is sampled (``0``: none); their median over a configuration's
+            rounds is stored as ``ref_ms``, the machine's speed while it was measured.
         unstable_iqr_ratio: IQR/median above this marks a row unstable.
     """
 
@@ -571,6 +575,7 @@ class ProtocolConfig:
     calls_per_round: int = 10
     min_rounds: int = 1
     round_warmup_calls: int = 1
+    reference_calls: int = 1
     unstable_iqr_ratio: float = UNSTABLE_IQR_RATIO
 
     def __post_init__(self) -> None:
@@ -581,6 +586,7 @@ class ProtocolConfig:
             ("calls_per_round", 1),
             ("min_rounds", 1),
             ("round_warmup_calls", 0),
+            ("reference_calls", 0),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

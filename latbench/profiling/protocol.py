@@ -12,7 +12,15 @@ For each prepared configuration:
    (order statistics, :func:`~latbench.profiling.stats.median_ci`) lies within
    ``±target_rel_ci`` of the median, once it has ``min_samples`` and ``min_rounds``;
    or when its time (warm-up included) passes ``budget_s`` with ``min_samples``
-   taken; or at ``max_samples``.
+   and ``min_rounds`` taken (the budget never cuts the spread over rounds short);
+   or at ``max_samples``;
+4. on the CPU, a fixed reference workload (:func:`cpu_reference`) is timed
+   ``reference_calls`` times at the start of every round. Each measurement keeps
+   ``ref_ms``, the median of the reference over the rounds it was sampled in: the
+   speed of the machine while it was measured. On a shared (virtual) machine that
+   speed drifts by a few percent over minutes, for every workload alike
+   (``benchmarks/RESULTS.md``, noise-cpu); ``median_ms`` is never corrected for it,
+   ``ref_ms`` lets a reader see the drift and compare runs taken at different speeds.
 
 A :class:`Measurement` is unstable when IQR/median exceeds ``unstable_iqr_ratio``,
 when it stopped before its CI was tight (budget or sample cap), or when the GPU
@@ -30,6 +38,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from latbench.errors import LatbenchError
 from latbench.profiling import fingerprint
@@ -63,6 +73,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     "stop_reason",
     "wall_s",
     "runtime",
+    "ref_ms",
     "samples_ms",
 )
 
@@ -78,6 +89,42 @@ class Probe:
 
     load_average: Callable[[], list[float] | None] = fingerprint.load_average
     gpu_state: Callable[[int], dict[str, Any] | None] = fingerprint.gpu_state
+    cpu_reference: Callable[[int], list[float]] | None = None  # None: :func:`cpu_reference`
+
+
+#: The reference workload: ``_REF_REPEAT`` products of a (128 x 1024) by a (1024 x 1024) fp32 matrix,
+#: one thread, about 8 ms on this project's 2-core CPU machines. The weight (4 MiB) is larger than a core's L2.
+_REF_SHAPE = (128, 1024, 1024)
+_REF_REPEAT = 3
+_ref_tensors: list[Any] = []
+
+
+def cpu_reference(n: int) -> list[float]:
+    """Time a fixed single-threaded CPU workload ``n`` times (ms each): the speed of the machine now.
+
+    The workload (a few transformer-sized matmuls) and its thread count never change, so
+    its time changes only with the machine: CPU frequency, another tenant's use of the
+    shared caches, memory and host. The caller's torch thread count is restored.
+    """
+    import torch
+
+    if not _ref_tensors:
+        gen = torch.Generator().manual_seed(0)
+        m, k, j = _REF_SHAPE
+        _ref_tensors.extend([torch.randn(m, k, generator=gen), torch.randn(k, j, generator=gen), torch.empty(m, j)])
+    x, w, out = _ref_tensors
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            for _ in range(_REF_REPEAT):
+                torch.mm(x, w, out=out)
+            times.append((time.perf_counter_ns() - t0) / 1e6)
+        return times
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
@@ -102,6 +149,9 @@ class Measurement:
         gpu_state_after: NVML state after sampling.
         wall_s: Time this configuration itself ran (warm-up and sampling), in seconds.
         info: What the backend recorded (providers, engine cache, ...).
+        ref_ms: Median time of the CPU reference workload (:func:`cpu_reference`) over the rounds
+            this configuration was sampled in: the machine's speed meanwhile; NaN when none was
+            timed (a GPU, or ``reference_calls=0``). ``median_ms`` is not corrected by it.
     """
 
     config: DeployConfig
@@ -121,6 +171,7 @@ class Measurement:
     gpu_state_after: dict[str, Any] | None
     wall_s: float
     info: dict[str, Any] = field(default_factory=dict)
+    ref_ms: float = math.nan
 
     @property
     def median_ms(self) -> float:
@@ -152,6 +203,7 @@ class Measurement:
             "stop_reason": self.stop_reason,
             "wall_s": self.wall_s,
             "runtime": self.runtime,
+            "ref_ms": self.ref_ms,
             "samples_ms": list(self.samples_ms),
         }
 
@@ -175,6 +227,7 @@ class Measurement:
             "gpu_state_after": self.gpu_state_after,
             "wall_s": self.wall_s,
             "info": self.info,
+            "ref_ms": None if math.isnan(self.ref_ms) else self.ref_ms,
         }
 
     @classmethod
@@ -199,6 +252,7 @@ class Measurement:
                 gpu_state_after=data.get("gpu_state_after"),
                 wall_s=float(data["wall_s"]),
                 info=dict(data.get("info") or {}),
+                ref_ms=math.nan if data.get("ref_ms") is None else float(data["ref_ms"]),
             )
         except KeyError as exc:
             raise LatbenchError("measurement", f"missing field {exc.args[0]!r}") from None
@@ -219,6 +273,7 @@ class _Run:
         self.rounds = 0
         self.warmup_calls = 0
         self.stop_reason: str | None = None
+        self.refs: list[float] = []  # the reference's median time in each round this run took part in
 
     def timed(self, n: int, clock: Callable[[], float]) -> list[float]:
         t0 = clock()
@@ -250,7 +305,7 @@ class _Run:
                 return
         if n >= protocol.max_samples:
             self.stop_reason = "max_samples"
-        elif n >= protocol.min_samples and self.spent_s >= protocol.budget_s:
+        elif n >= protocol.min_samples and self.rounds >= protocol.min_rounds and self.spent_s >= protocol.budget_s:
             self.stop_reason = "budget"
 
 
@@ -288,7 +343,9 @@ def measure_interleaved(
     Each configuration warms up once (in order), then every round gives each configuration
     that is still sampling ``calls_per_round`` calls (preceded, when more than one is
     interleaved, by ``round_warmup_calls`` untimed calls). A configuration leaves the rounds
-    when it converges, runs out of budget or reaches ``max_samples``; the others go on.
+    when it converges, runs out of budget (after ``min_rounds``) or reaches ``max_samples``;
+    the others go on. When a CPU configuration takes part in a round, the round starts with
+    ``reference_calls`` timings of the reference workload (``probe.cpu_reference``).
 
     Returns:
         One :class:`Measurement` per prepared configuration, in the order given.
@@ -305,8 +362,14 @@ def measure_interleaved(
         run.warm_up(protocol, clock)
     gpus = sorted({r.gpu_index for r in runs if r.gpu_index is not None})
     gpu_before = {i: probe.gpu_state(i) for i in gpus}
+    reference = probe.cpu_reference or cpu_reference
     active = list(runs)
     while active:
+        if protocol.reference_calls and any(r.gpu_index is None for r in active):
+            ref = float(np.median(reference(protocol.reference_calls)))
+            for run in active:
+                if run.gpu_index is None:
+                    run.refs.append(ref)
         for run in active:
             if interleaved and protocol.round_warmup_calls:
                 run.timed(protocol.round_warmup_calls, clock)
@@ -384,4 +447,5 @@ def _measurement(
         gpu_state_after=gpu_after,
         wall_s=run.spent_s,
         info=dict(run.prepared.info),
+        ref_ms=float(np.median(run.refs)) if run.refs else math.nan,
     )

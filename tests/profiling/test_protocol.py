@@ -70,7 +70,11 @@ def noisy(low: float = 1.0, high: float = 2.0, seed: int = 0) -> Callable[[int],
     return lambda i: float(values[i])
 
 
-QUIET = Probe(load_average=lambda: [0.5, 0.4, 0.3], gpu_state=lambda i: {"throttled": False, "throttle_reasons": []})
+QUIET = Probe(
+    load_average=lambda: [0.5, 0.4, 0.3],
+    gpu_state=lambda i: {"throttled": False, "throttle_reasons": []},
+    cpu_reference=lambda n: [10.0] * n,  # the machine's speed, scripted: nothing real is timed
+)
 
 
 def run(prepared: list[FakePrepared], clock: FakeClock, **protocol: float) -> list[Measurement]:
