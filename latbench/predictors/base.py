@@ -11,7 +11,6 @@ The registry maps names to ``"module:Class"`` strings, imported on first use, so
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from latbench.config import Config, check_positive  # noqa: F401  (re-exported f
 from latbench.errors import LatbenchError
 from latbench.predictors.data import Validity
 from latbench.predictors.features import ArchArrays, FeatureSpec, arch_features, frame_features
+from latbench.registry import Registry
 
 
 # ------------------------------------------------------------------ configs
@@ -232,28 +232,22 @@ _REGISTRY: dict[str, str | type[Predictor]] = {
 TRAINABLE: tuple[str, ...] = ("xgboost", "mlp", "lut-sum", "roofline-linear")
 
 
+_PREDICTORS = Registry("predictor", "--model", _REGISTRY, listed=TRAINABLE)
+
+
 def register_predictor(name: str, target: str | type[Predictor]) -> None:
     """Register a predictor class (or its ``"module:Class"`` path) under ``name``."""
-    if not name or not isinstance(name, str):
-        raise LatbenchError("register_predictor", "a predictor needs a non-empty name")
-    _REGISTRY[name] = target
+    _PREDICTORS.register(name, target)
 
 
 def predictor_names() -> tuple[str, ...]:
     """All registered predictor names."""
-    return tuple(_REGISTRY)
+    return _PREDICTORS.names()
 
 
 def get_predictor_class(name: str) -> type[Predictor]:
     """The class registered under ``name`` (imported now)."""
-    if name not in _REGISTRY:
-        raise LatbenchError("--model", f"unknown predictor {name!r} (expected one of {', '.join(TRAINABLE)})")
-    target = _REGISTRY[name]
-    if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(module), attr)
-        _REGISTRY[name] = target
-    return target  # type: ignore[return-value]
+    return _PREDICTORS.get(name)  # type: ignore[no-any-return]
 
 
 def create_predictor(

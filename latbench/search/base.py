@@ -13,7 +13,6 @@ The registry maps names to ``"module:Class"`` strings imported on first use.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from latbench.config import Config
 from latbench.errors import LatbenchError
 from latbench.predictors.base import Prediction, Predictor
 from latbench.predictors.features import ArchArrays, arch_features
+from latbench.registry import Registry
 from latbench.search.constraint import LatencyConstraint
 from latbench.search.quality import QualityObjective
 from latbench.space import Arch, SearchSpace
@@ -186,26 +186,20 @@ _REGISTRY: dict[str, str | type[Searcher]] = {
 }
 
 
+_SEARCHERS = Registry("searcher", "--method", _REGISTRY)
+
+
 def register_searcher(name: str, target: str | type[Searcher]) -> None:
     """Register a searcher class (or a ``"module:Class"`` string) under ``name``."""
-    if not name or not isinstance(name, str):
-        raise LatbenchError("searcher", "a searcher needs a non-empty name")
-    _REGISTRY[name] = target
+    _SEARCHERS.register(name, target)
 
 
 def searcher_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    return _SEARCHERS.names()
 
 
 def get_searcher_class(name: str) -> type[Searcher]:
-    target = _REGISTRY.get(name)
-    if target is None:
-        raise LatbenchError("--method", f"unknown searcher {name!r} (expected one of {', '.join(_REGISTRY)})")
-    if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(module), attr)
-        _REGISTRY[name] = target
-    return target  # type: ignore[return-value]
+    return _SEARCHERS.get(name)  # type: ignore[no-any-return]
 
 
 def create_searcher(

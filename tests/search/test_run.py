@@ -86,7 +86,7 @@ class _Stuck(Searcher):
 def test_a_searcher_repeating_itself_costs_one_evaluation_and_stops(mlp, reference_ms, monkeypatch):
     from latbench.search import base
 
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    monkeypatch.setattr(base, "_SEARCHERS", base._SEARCHERS.copy())
     register_searcher("stuck", _Stuck)
     out = run_search(problem_for(mlp, reference_ms), "stuck", budget=100)
     assert len(out.history) == 1 and out.stopped == "converged"
