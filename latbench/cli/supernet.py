@@ -14,6 +14,23 @@ from pathlib import Path
 import typer
 
 from latbench.cli._app import console
+from latbench.cli.profile import (
+    BACKEND,
+    BATCH,
+    BUDGET_S,
+    CACHE,
+    CALLS_PER_ROUND,
+    MAX_SAMPLES,
+    MIN_SAMPLES,
+    MODE,
+    OPTION,
+    PRECISION,
+    ROUNDS,
+    TARGET_CI,
+    THREADS,
+    deploy_config,
+    protocol_config,
+)
 from latbench.errors import LatbenchError
 
 __all__ = ["compress", "evaluate", "extract", "train_supernet"]
@@ -115,24 +132,75 @@ def evaluate(
     supernet: Path = typer.Option(..., "--supernet", help="Training run directory."),
     arch: str | None = typer.Option(None, "--arch", help="Sub-network: JSON or a file (default: the whole model)."),
     split: str = typer.Option("val", "--split", help="val or test."),
-    predictor: Path | None = typer.Option(None, "--predictor", help="Latency predictor (not used yet)."),
+    predictor: Path | None = typer.Option(
+        None, "--predictor", help="Predict the sub-network's latency with this predictor (from train-predictor)."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="Measure the sub-network's latency on this device (cpu or cuda:N)."
+    ),
+    batch: int = BATCH,
+    force: bool = typer.Option(False, "--force", help="Predict even outside the predictor's batch/seq range."),
+    backend: str = BACKEND,
+    mode: str | None = MODE,
+    precision: str = PRECISION,
+    threads: int | None = THREADS,
+    cache: str = CACHE,
+    option: list[str] | None = OPTION,
+    budget_s: float = BUDGET_S,
+    min_samples: int = MIN_SAMPLES,
+    max_samples: int = MAX_SAMPLES,
+    target_ci: float = TARGET_CI,
+    rounds: int = ROUNDS,
+    calls_per_round: int = CALLS_PER_ROUND,
     max_examples: int | None = typer.Option(None, "--max-examples", help="Evaluate only this many examples."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
 ) -> None:
-    """Validation loss, perplexity / accuracy and analytic latency of a sub-network of a trained super-net."""
-    from latbench.supernet.evaluate import evaluate_subnet
+    """Validation loss, perplexity / accuracy of a sub-network of a trained super-net, and its latency.
+
+    Latency: always the analytic roofline estimate; with --predictor a trained predictor's (with its
+    interval), with --device a measurement by latbench's protocol (median with its 95% CI). Both at
+    --batch and the run's sequence length. --threads sets torch's threads for the evaluation and the
+    measurement's.
+    """
+    from latbench.supernet.evaluate import (
+        evaluate_subnet,
+        latency_workload,
+        measured_subnet_latency,
+        predict_subnet_latency,
+    )
     from latbench.supernet.train import load_trained
 
+    if device is None and (backend != "torch" or mode or precision != "fp32" or cache != "warm" or option):
+        raise LatbenchError(
+            "--device", "--backend/--mode/--precision/--cache/--option describe a measurement; add --device cpu|cuda:N"
+        )
     _threads(threads)
     trained = load_trained(supernet)
     sub = _load_arch_for(arch, trained)
     result = evaluate_subnet(trained, sub, split=split, max_examples=max_examples)  # type: ignore[arg-type]
-    note = None
+    work_batch, seq_len = latency_workload(trained.config.data, batch)
+    predicted = measured = None
     if predictor is not None:
-        note = f"--predictor {predictor} is not used yet; the latency is the analytic roofline estimate"
+        from latbench.predictors.persist import load_predictor
+
+        predicted = predict_subnet_latency(
+            load_predictor(predictor), result.arch, batch=work_batch, seq_len=seq_len, force=force
+        )
+    if device is not None:
+        from latbench.search.measure import measure_models
+
+        deploy = deploy_config(backend, device, mode, precision, threads, cache, work_batch, seq_len, option)
+        protocol = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+        space = trained.config.space
+        (row,) = measure_models([result.arch], space.name if space is not None else "dense", deploy, protocol)
+        measured = measured_subnet_latency(row)
     if as_json:
-        typer.echo(json.dumps({**result.to_dict(), "note": note}, indent=2))
+        out = {
+            **result.to_dict(),
+            "predicted": None if predicted is None else predicted.to_dict(),
+            "measured": None if measured is None else measured.to_dict(),
+        }
+        typer.echo(json.dumps(out, indent=2))
         return
     console.print(f"arch        {result.arch.describe()}")
     console.print(f"{split} loss    {result.loss:.4f} ({result.objective}, {result.count} predictions)")
@@ -141,8 +209,18 @@ def evaluate(
     console.print(f"accuracy    {result.accuracy:.4f}")
     console.print(f"params      {result.params:,}   FLOPs {result.flops:,}")
     console.print(f"latency     {result.latency_ms:.4f} ms ({result.latency_source})")
-    if note:
-        console.print(f"note        {note}")
+    where = f"batch {work_batch}" + ("" if seq_len is None else f", seq {seq_len}")
+    if predicted is not None:
+        console.print(
+            f"predicted   {predicted.ms:.4g} ms (interval {predicted.low_ms:.4g} to {predicted.high_ms:.4g} ms) "
+            f"at {where}: {predicted.detail}"
+        )
+    if measured is not None:
+        flag = "  UNSTABLE" if measured.unstable else ""
+        console.print(
+            f"measured    {measured.ms:.4g} ms (95% CI {measured.low_ms:.4g} to {measured.high_ms:.4g} ms, "
+            f"n {measured.n}) at {where}: {measured.detail}{flag}"
+        )
 
 
 def extract(

@@ -1,9 +1,16 @@
-"""Evaluate sub-networks of a trained super-net: validation loss, perplexity, accuracy, analytic latency.
+"""Evaluate sub-networks of a trained super-net: validation loss, perplexity, accuracy, latency.
 
 :func:`subnet_quality` is the quality objective of a latency-constrained
 search: the validation loss of a sub-network, with the super-net's shared
 weights (lower is better), so a search can trade (latency, loss) as whittle's
 multi-objective search does.
+
+Latency: :func:`evaluate_subnet` gives the analytic roofline estimate (no
+hardware involved); :func:`predict_subnet_latency` asks a trained latency
+predictor and :func:`measured_subnet_latency` reads a measurement of the
+profiler. Both take what the caller loaded or measured (a predictor object, a
+result-store row), so this module imports neither the predictors nor the
+profiler.
 """
 
 from __future__ import annotations
@@ -29,9 +36,13 @@ __all__ = [
     "ASSUMED_PEAK_BYTES_PER_S",
     "ASSUMED_PEAK_FLOPS",
     "SubnetEvaluation",
+    "SubnetLatency",
     "default_data",
     "evaluate_subnet",
     "extract_sub_network",
+    "latency_workload",
+    "measured_subnet_latency",
+    "predict_subnet_latency",
     "subnet_quality",
 ]
 
@@ -229,3 +240,136 @@ def extract_sub_network(
     dense = trained.extract(arch)
     source = {"run": str(Path(trained.path).resolve()), "step": trained.step, "data": trained.config.data.to_dict()}
     return export_model(dense, out_dir, fmt, source=source, verify=verify)
+
+
+# ------------------------------------------------------------------ latency
+@dataclass(frozen=True)
+class SubnetLatency:
+    """A predicted or measured latency of one sub-network at one workload.
+
+    Attributes:
+        source: ``predicted`` or ``measured``.
+        ms: The predicted latency, or the measured median.
+        low_ms, high_ms: The predictor's interval, or the 95% CI of the measured median.
+        batch: Batch size of the workload.
+        seq_len: Tokens per sequence (``None`` for ViT: the image decides).
+        detail: One line: which predictor and the deployment it was trained for, or the measured deployment.
+        n: Timed calls (measured only).
+        unstable: The protocol's unstable flag (measured only).
+        env_id: Environment fingerprint of the measurement (measured only).
+    """
+
+    source: str
+    ms: float
+    low_ms: float
+    high_ms: float
+    batch: int
+    seq_len: int | None
+    detail: str
+    n: int | None = None
+    unstable: bool | None = None
+    env_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "ms": self.ms,
+            "low_ms": self.low_ms,
+            "high_ms": self.high_ms,
+            "batch": self.batch,
+            "seq_len": self.seq_len,
+            "detail": self.detail,
+            "n": self.n,
+            "unstable": self.unstable,
+            "env_id": self.env_id,
+        }
+
+
+def latency_workload(data: DataConfig, batch: int = 1) -> tuple[int, int | None]:
+    """``(batch, seq_len)`` a sub-network's latency is taken at: the run's sequence length (text), none (ViT)."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise LatbenchError("--batch", f"expected an integer >= 1, got {batch!r}")
+    return batch, None if data.family == "vit" else data.seq_len
+
+
+def _deploy_words(deploy: Any) -> str:
+    if not deploy:
+        return "an unknown deployment"
+    keys = ("backend", "device", "mode", "precision", "threads")
+    given = [(k, deploy.get(k)) for k in keys]
+    # Store rows come through pandas: a missing thread count reads as NaN.
+    words = [f"{k} {v}" for k, v in given if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return ", ".join(words) or "an unknown deployment"
+
+
+def predict_subnet_latency(
+    predictor: Any,
+    arch: Arch,
+    *,
+    batch: int = 1,
+    seq_len: int | None = None,
+    force: bool = False,
+    where: str = "--predictor",
+) -> SubnetLatency:
+    """The latency a trained predictor (:class:`latbench.predictors.base.Predictor`) gives ``arch``, with its interval.
+
+    Refused, in one line naming ``where``: a predictor of another family, one trained on an imported table
+    (it predicts from the table's columns, not from architectures), one whose features assume other family
+    settings (vocabulary, image size ...); and, unless ``force``, a workload outside the one it was trained on.
+    """
+    spec = getattr(predictor, "features", None)
+    if spec is None:
+        raise LatbenchError(where, "the predictor has no feature set (not trained?)")
+    if spec.kind == "table":
+        raise LatbenchError(where, "this predictor was trained on an imported table; it cannot predict from an arch")
+    validity = getattr(predictor, "validity", None)
+    family = spec.family or (validity.family if validity is not None else None)
+    if family is not None and family != arch.family:
+        raise LatbenchError(where, f"the predictor is for {family} models; this super-net is {arch.family}")
+    if spec.kind == "arch":
+        for key, theirs in spec.extras.items():
+            ours = getattr(arch, key)
+            if ours != theirs:
+                raise LatbenchError(
+                    where, f"the predictor's features assume {key} {theirs}; this sub-network has {key} {ours}"
+                )
+    if validity is not None and not force:
+        for key, value in (("batch", batch), ("seq_len", seq_len)):
+            rng = validity.workload.get(key)
+            if value is not None and rng is not None and not rng[0] <= value <= rng[1]:
+                raise LatbenchError(
+                    where, f"{key} {value} lies outside the predictor's {rng[0]}..{rng[1]}; use --force to predict"
+                )
+    pred = predictor.predict_archs([arch], batch=batch, seq_len=seq_len)
+    device = validity.device if validity is not None and validity.device else "an unknown device"
+    statistic = getattr(predictor, "statistic", None) or "median"
+    deploy = _deploy_words(validity.deploy if validity is not None else {})
+    return SubnetLatency(
+        source="predicted",
+        ms=float(pred.ms[0]),
+        low_ms=float(pred.low_ms[0]),
+        high_ms=float(pred.high_ms[0]),
+        batch=batch,
+        seq_len=seq_len,
+        detail=f"{predictor.name} predictor of the {statistic} on {device} ({deploy})",
+    )
+
+
+def measured_subnet_latency(row: Any) -> SubnetLatency:
+    """A result-store row of a whole-model measurement (:func:`latbench.search.measure.measure_models`) as a
+    :class:`SubnetLatency` (the median with its 95% CI)."""
+    seq = row.get("seq_len")
+    seq_len = None if seq is None or (isinstance(seq, float) and math.isnan(seq)) else int(seq)
+    deploy = {k: row.get(k) for k in ("backend", "device", "mode", "precision", "threads")}
+    return SubnetLatency(
+        source="measured",
+        ms=float(row["median_ms"]),
+        low_ms=float(row["ci_low_ms"]),
+        high_ms=float(row["ci_high_ms"]),
+        batch=int(row["batch"]),
+        seq_len=seq_len,
+        detail=_deploy_words(deploy),
+        n=int(row["n"]),
+        unstable=bool(row["unstable"]),
+        env_id=str(row["env_id"]),
+    )

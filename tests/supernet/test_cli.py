@@ -55,14 +55,106 @@ SMALL = json.dumps({"family": "gpt", "hidden": 16, "layers": [{"heads": 2, "qk_d
 
 
 def test_evaluate_prints_quality_and_latency(run_dir) -> None:
-    result = run("evaluate", "--supernet", run_dir, "--arch", SMALL, "--json", "--predictor", run_dir)
+    result = run("evaluate", "--supernet", run_dir, "--arch", SMALL, "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["objective"] == "causal-lm" and out["loss"] > 0 and out["perplexity"] > 1 and out["latency_ms"] > 0
     assert out["arch"]["vocab_size"] == 260  # the short arch adopted the super-net's settings
-    assert "not used yet" in out["note"]
+    assert out["predicted"] is None and out["measured"] is None
     text = run("evaluate", "--supernet", run_dir)
     assert text.exit_code == 0 and "perplexity" in text.stdout and "latency" in text.stdout
+
+
+def _predictor(path, family: str = "gpt", extras: dict | None = None, batch: tuple[int, int] = (1, 4)):
+    """A roofline-linear predictor fitted on the analytic latency of the tiny space (a stand-in for a store)."""
+    import numpy as np
+
+    from latbench.models.cost import model_cost
+    from latbench.predictors import create_predictor, save_predictor
+    from latbench.predictors.data import Validity
+    from latbench.predictors.features import FeatureSpec
+    from latbench.space.arch import Arch
+    from tests.supernet.helpers import SEQ_LEN, tiny_space
+
+    space = tiny_space(family)
+    extras = extras or space.supernet_arch().extras
+    archs = [Arch(family=a.family, hidden=a.hidden, layers=a.layers, **extras) for a in space.sample(0, n=30)]
+    batches = np.tile(np.arange(batch[0], batch[1] + 1), 30)[:30]
+    seq = None if family == "vit" else SEQ_LEN
+    y = [model_cost(a, int(b), seq).total.roofline_ms(1e9, 1e9) for a, b in zip(archs, batches)]
+    spec = FeatureSpec.for_arch(family, extras=extras)
+    pred = create_predictor("roofline-linear", features=spec)
+    pred.fit(pred.featurize_archs(archs, batches, seq), np.asarray(y))
+    pred.validity = Validity(
+        source="latbench-store",
+        device="test CPU",
+        deploy={"backend": "torch", "device": "cpu", "mode": "eager", "precision": "fp32", "threads": 1},
+        workload={"batch": list(batch), **({} if seq is None else {"seq_len": [seq, seq]})},
+        family=family,
+    )
+    pred.statistic = "median"
+    save_predictor(pred, path)
+    return pred
+
+
+def test_evaluate_predicts_the_latency_with_a_predictor(run_dir, tmp_path) -> None:
+    from latbench.space.formats import load_arch
+    from latbench.supernet.setup import adopt_extras
+    from latbench.supernet.train import load_trained
+
+    pred = _predictor(tmp_path / "pred")
+    result = run("evaluate", "--supernet", run_dir, "--arch", SMALL, "--predictor", tmp_path / "pred", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)["predicted"]
+    arch = adopt_extras(load_arch(SMALL), load_trained(run_dir).config.supernet)
+    direct = pred.predict_archs([arch], batch=1, seq_len=16)
+    assert out["source"] == "predicted" and out["batch"] == 1 and out["seq_len"] == 16
+    assert out["ms"] == pytest.approx(float(direct.ms[0]), rel=1e-12)
+    assert out["low_ms"] <= out["ms"] <= out["high_ms"]
+    assert "roofline-linear predictor of the median on test CPU" in out["detail"]
+    text = run("evaluate", "--supernet", run_dir, "--predictor", tmp_path / "pred", "--batch", 2)
+    assert text.exit_code == 0, text.output
+    assert "predicted " in text.stdout and "at batch 2, seq 16" in text.stdout and "interval" in text.stdout
+
+
+def test_evaluate_refuses_a_predictor_that_does_not_fit_in_one_line(run_dir, tmp_path) -> None:
+    _predictor(tmp_path / "vit", family="vit")
+    assert_one_line_error(
+        run("evaluate", "--supernet", run_dir, "--predictor", tmp_path / "vit"),
+        "--predictor",
+        "the predictor is for vit models; this super-net is gpt",
+    )
+    _predictor(tmp_path / "full", extras={"vocab_size": 50304, "max_seq_len": 2048})
+    assert_one_line_error(
+        run("evaluate", "--supernet", run_dir, "--predictor", tmp_path / "full"),
+        "features assume vocab_size 50304; this sub-network has vocab_size 260",
+    )
+    _predictor(tmp_path / "gpt", batch=(1, 4))
+    assert_one_line_error(
+        run("evaluate", "--supernet", run_dir, "--predictor", tmp_path / "gpt", "--batch", 32),
+        "batch 32 lies outside the predictor's 1..4",
+    )
+    forced = run("evaluate", "--supernet", run_dir, "--predictor", tmp_path / "gpt", "--batch", 32, "--force")
+    assert forced.exit_code == 0 and "at batch 32" in forced.stdout
+    assert_one_line_error(run("evaluate", "--supernet", run_dir, "--predictor", run_dir), "not a predictor directory")
+    assert_one_line_error(run("evaluate", "--supernet", run_dir, "--precision", "fp16"), "add --device")
+
+
+def test_evaluate_measures_the_latency_on_the_cpu(run_dir) -> None:
+    quick = ["--budget-s", 0.2, "--min-samples", 5, "--max-samples", 30, "--calls-per-round", 5, "--threads", 1]
+    args = ["evaluate", "--supernet", run_dir, "--arch", SMALL, "--device", "cpu", *quick]
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    m = out["measured"]
+    assert m["source"] == "measured" and m["batch"] == 1 and m["seq_len"] == 16
+    assert 0 < m["low_ms"] <= m["ms"] <= m["high_ms"] and 5 <= m["n"] <= 30
+    assert m["env_id"] and "backend torch" in m["detail"] and "device cpu" in m["detail"] and "threads 1" in m["detail"]
+    assert out["predicted"] is None and out["loss"] > 0
+    text = run(*args, "--batch", 2)
+    assert text.exit_code == 0, text.output
+    assert "measured " in text.stdout and "95% CI" in text.stdout and "at batch 2, seq 16" in text.stdout
+    assert_one_line_error(run(*args, "--device", "tpu"), "--device")
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "onnx", "hf", "litgpt"])
