@@ -77,3 +77,36 @@ def tiny_config(family: str, corpus: Path | None, **options: Any) -> TrainConfig
     defaults: dict[str, Any] = {"steps": 4, "batch_size": 8, "checkpoint_every": 2, "warmup_steps": 1}
     defaults.update(options)
     return TrainConfig(supernet=space.supernet_arch(), data=data, space=space, **defaults)
+
+
+def fit_predictor(
+    path: Path, family: str = "gpt", extras: dict[str, int] | None = None, batch: tuple[int, int] = (1, 4)
+) -> Any:
+    """A roofline-linear predictor fitted on the analytic latency of the tiny space (a stand-in for a store)."""
+    import numpy as np
+
+    from latbench.models.cost import model_cost
+    from latbench.predictors import create_predictor, save_predictor
+    from latbench.predictors.data import Validity
+    from latbench.predictors.features import FeatureSpec
+    from latbench.space.arch import Arch
+
+    space = tiny_space(family)
+    extras = extras or space.supernet_arch().extras
+    archs = [Arch(family=a.family, hidden=a.hidden, layers=a.layers, **extras) for a in space.sample(0, n=30)]
+    batches = np.tile(np.arange(batch[0], batch[1] + 1), 30)[:30]
+    seq = None if family == "vit" else SEQ_LEN
+    y = [model_cost(a, int(b), seq).total.roofline_ms(1e9, 1e9) for a, b in zip(archs, batches)]
+    spec = FeatureSpec.for_arch(family, extras=extras)
+    pred = create_predictor("roofline-linear", features=spec)
+    pred.fit(pred.featurize_archs(archs, batches, seq), np.asarray(y))
+    pred.validity = Validity(
+        source="latbench-store",
+        device="test CPU",
+        deploy={"backend": "torch", "device": "cpu", "mode": "eager", "precision": "fp32", "threads": 1},
+        workload={"batch": list(batch), **({} if seq is None else {"seq_len": [seq, seq]})},
+        family=family,
+    )
+    pred.statistic = "median"
+    save_predictor(pred, path)
+    return pred

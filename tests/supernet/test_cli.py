@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from latbench.cli._app import make_app
 from latbench.cli.supernet import compress, evaluate, extract, train_supernet
-from tests.supernet.helpers import SPACE_DICTS
+from tests.supernet.helpers import SPACE_DICTS, fit_predictor
 
 app = make_app("test app")
 app.command("train-supernet")(train_supernet)
@@ -65,44 +65,12 @@ def test_evaluate_prints_quality_and_latency(run_dir) -> None:
     assert text.exit_code == 0 and "perplexity" in text.stdout and "latency" in text.stdout
 
 
-def _predictor(path, family: str = "gpt", extras: dict | None = None, batch: tuple[int, int] = (1, 4)):
-    """A roofline-linear predictor fitted on the analytic latency of the tiny space (a stand-in for a store)."""
-    import numpy as np
-
-    from latbench.models.cost import model_cost
-    from latbench.predictors import create_predictor, save_predictor
-    from latbench.predictors.data import Validity
-    from latbench.predictors.features import FeatureSpec
-    from latbench.space.arch import Arch
-    from tests.supernet.helpers import SEQ_LEN, tiny_space
-
-    space = tiny_space(family)
-    extras = extras or space.supernet_arch().extras
-    archs = [Arch(family=a.family, hidden=a.hidden, layers=a.layers, **extras) for a in space.sample(0, n=30)]
-    batches = np.tile(np.arange(batch[0], batch[1] + 1), 30)[:30]
-    seq = None if family == "vit" else SEQ_LEN
-    y = [model_cost(a, int(b), seq).total.roofline_ms(1e9, 1e9) for a, b in zip(archs, batches)]
-    spec = FeatureSpec.for_arch(family, extras=extras)
-    pred = create_predictor("roofline-linear", features=spec)
-    pred.fit(pred.featurize_archs(archs, batches, seq), np.asarray(y))
-    pred.validity = Validity(
-        source="latbench-store",
-        device="test CPU",
-        deploy={"backend": "torch", "device": "cpu", "mode": "eager", "precision": "fp32", "threads": 1},
-        workload={"batch": list(batch), **({} if seq is None else {"seq_len": [seq, seq]})},
-        family=family,
-    )
-    pred.statistic = "median"
-    save_predictor(pred, path)
-    return pred
-
-
 def test_evaluate_predicts_the_latency_with_a_predictor(run_dir, tmp_path) -> None:
     from latbench.space.formats import load_arch
     from latbench.supernet.setup import adopt_extras
     from latbench.supernet.train import load_trained
 
-    pred = _predictor(tmp_path / "pred")
+    pred = fit_predictor(tmp_path / "pred")
     result = run("evaluate", "--supernet", run_dir, "--arch", SMALL, "--predictor", tmp_path / "pred", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)["predicted"]
@@ -118,18 +86,18 @@ def test_evaluate_predicts_the_latency_with_a_predictor(run_dir, tmp_path) -> No
 
 
 def test_evaluate_refuses_a_predictor_that_does_not_fit_in_one_line(run_dir, tmp_path) -> None:
-    _predictor(tmp_path / "vit", family="vit")
+    fit_predictor(tmp_path / "vit", family="vit")
     assert_one_line_error(
         run("evaluate", "--supernet", run_dir, "--predictor", tmp_path / "vit"),
         "--predictor",
         "the predictor is for vit models; this super-net is gpt",
     )
-    _predictor(tmp_path / "full", extras={"vocab_size": 50304, "max_seq_len": 2048})
+    fit_predictor(tmp_path / "full", extras={"vocab_size": 50304, "max_seq_len": 2048})
     assert_one_line_error(
         run("evaluate", "--supernet", run_dir, "--predictor", tmp_path / "full"),
         "features assume vocab_size 50304; this sub-network has vocab_size 260",
     )
-    _predictor(tmp_path / "gpt", batch=(1, 4))
+    fit_predictor(tmp_path / "gpt", batch=(1, 4))
     assert_one_line_error(
         run("evaluate", "--supernet", run_dir, "--predictor", tmp_path / "gpt", "--batch", 32),
         "batch 32 lies outside the predictor's 1..4",
