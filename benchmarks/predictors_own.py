@@ -1,0 +1,109 @@
+"""Predictors on latbench's own profiles: at most 500 training architectures, 200 held out.
+
+Given a result store of whole models of one space measured on one machine (``latbench profile
+--no-blocks``), trains every trainable predictor on at most 500 architectures (plus a small
+validation part for early stopping) and judges it on 200 others, for each statistic asked
+(median, p10). Beside the metrics it reports the data's own noise: the median relative half-width
+of the measurements' CI, below which no predictor can be judged. Optionally ships the best
+predictor (by test MAPE) with its card.
+
+    python benchmarks/predictors_own.py --store runs/bert_cpu_700.parquet --write \
+        [--ship predictors/bert_cpu_b1_s128]
+
+Targets (issue 5): ±10% accuracy >= 99%, MAPE <= 3%, Kendall tau >= 0.95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+MODELS = ("xgboost", "mlp", "roofline-linear")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--statistics", default="median,p10")
+    ap.add_argument("--train", type=int, default=500)
+    ap.add_argument("--test", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ship", type=Path, default=None, help="Save the best predictor (with its card) here.")
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+
+    from latbench.predictors.data import load_dataset
+    from latbench.predictors.train import save_trained, train_predictor
+    from latbench.profiling.store import read_store
+
+    frame = read_store(args.store)
+    models = frame[frame["scope"] == "model"]
+    half = (models["ci_high_ms"] - models["ci_low_ms"]) / 2 / models["median_ms"]
+    n_archs = models["arch"].nunique()
+    test_share = min(0.45, args.test / n_archs + 0.01)
+    val_share = 0.05
+    fractions = (1.0 - test_share - val_share, val_share, test_share)
+    rows, best = [], None
+    for stat in args.statistics.split(","):
+        ds = load_dataset(args.store, stat)
+        for model in MODELS:
+            split = ",".join(f"{f:.4g}" for f in fractions)
+            command = (
+                f"latbench train-predictor --data {args.store} --model {model} --statistic {stat} --seed {args.seed} "
+                f"--split {split} --max-train-archs {args.train} --max-test-archs {args.test} --out DIR"
+            )
+            result = train_predictor(
+                ds,
+                model,
+                seed=args.seed,
+                fractions=fractions,
+                max_train_archs=args.train,
+                max_test_archs=args.test,
+                command=command,
+            )
+            m = result.metrics["test"]
+            n_train = result.metrics["train"].n
+            rows.append((stat, model, n_train, m))
+            print(stat, model, n_train, m.n, f"{m.mape:.2f}%", flush=True)
+            if best is None or m.mape < best[0].metrics["test"].mape:
+                best = (result, stat, model)
+    lines = [
+        f"Store `{args.store}`: {n_archs} architectures, deployment {ds.validity.describe()}. The measurements' own "
+        f"precision: median relative half-width of the median's 95% CI {100 * float(np.median(half)):.2f}% "
+        f"(90th percentile {100 * float(np.quantile(half, 0.9)):.2f}%); {100 * float(models['unstable'].mean()):.0f}% "
+        "of rows flagged unstable.",
+        "",
+        "| statistic | model | train archs | test archs | MAPE | ±5% | ±10% | Kendall τ | max APE |",
+        "| --- | --- | --: | --: | --: | --: | --: | --: | --: |",
+    ]
+    for stat, model, n_train, m in rows:
+        lines.append(
+            f"| {stat} | {model} | {n_train} | {m.n} | {m.mape:.2f}% | {100 * m.within_5pct:.1f}% | "
+            f"{100 * m.within_10pct:.1f}% | {m.kendall_tau:.3f} | {m.max_ape:.1f}% |"
+        )
+    result, stat, model = best  # type: ignore[misc]
+    m = result.metrics["test"]
+    met = m.within_10pct >= 0.99 and m.mape <= 3.0 and m.kendall_tau >= 0.95
+    lines += [
+        "",
+        f"Best: {model} on {stat} (MAPE {m.mape:.2f}%, ±10% {100 * m.within_10pct:.1f}%, τ {m.kendall_tau:.3f}); "
+        f"the issue's targets (±10% >= 99%, MAPE <= 3%, τ >= 0.95) are {'met' if met else '**not** met'}.",
+    ]
+    if args.ship is not None:
+        save_trained(result, args.ship)
+        lines.append(f"Shipped as `{args.ship}` (its `card.json` holds the metrics and the command).")
+    body = "\n".join(lines)
+    print(body)
+    if args.write:
+        from _results import write_section
+
+        write_section("predictors-own-cpu", "Predictors on latbench's own CPU profiles of the bert space", body)
+
+
+if __name__ == "__main__":
+    main()
