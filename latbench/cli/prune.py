@@ -43,7 +43,12 @@ def _per_kind(value: str | None, option: str) -> dict[str, Any] | None:
 
 
 def prune(
-    model: str = typer.Option(..., "--model", help="vit-digits (trained here first) or a latbench model file."),
+    model: str = typer.Option(
+        ...,
+        "--model",
+        help="vit-digits (trained here first), a latbench model file, or a latbench extract / train-supernet "
+        "directory (a digits ViT, or a bert trained here on text through MLM).",
+    ),
     out: Path = typer.Option(..., "--out", help="Job directory (checkpoints, models, reports); resumable."),
     lut: str | None = typer.Option(
         None, "--lut", help="Latency table: a latbench LUT, NViT's latency_head.json, or 'measure' (on this CPU)."
@@ -78,7 +83,14 @@ def prune(
     baseline_steps: int = typer.Option(1500, "--baseline-steps", help="Batches to train the vit-digits baseline."),
     nvit_unit: str | None = typer.Option(None, "--nvit-unit", help="Unit of an NViT table's values: s or ms."),
     force: bool = typer.Option(False, "--force", help="Use a LUT recorded for another workload (e.g. NViT's)."),
-    latency_batch: int = typer.Option(32, "--latency-batch", help="Images per call when measuring latency."),
+    latency_batch: int = typer.Option(
+        32, "--latency-batch", help="Images (or sequences) per call when measuring latency."
+    ),
+    data: list[Path] | None = typer.Option(
+        None, "--data", help="bert: .txt files or directories (default: the model's recorded corpus, else stdlib's)."
+    ),
+    seq_len: int | None = typer.Option(None, "--seq-len", help="bert: tokens per window (default: as recorded, 16)."),
+    max_windows: int | None = typer.Option(None, "--max-windows", help="bert: use at most this many text windows."),
     threads: int = typer.Option(1, "--threads", help="Torch threads for training and measuring."),
     measure: bool = typer.Option(True, "--measure/--no-measure", help="Measure baseline and pruned latency here."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the directory's checkpoints."),
@@ -135,6 +147,9 @@ def prune(
         threads=threads,
         measure=measure,
         resume=resume,
+        data=tuple(str(p) for p in data or ()),
+        seq_len=seq_len,
+        max_windows=max_windows,
     )
     report = prune_to_dir(job, log=console.print)
     before, after = report["original_arch"], report["arch"]
@@ -147,8 +162,12 @@ def prune(
     if "measured_ms" in report:
         m = report["measured_ms"]
         console.print(f"measured    {m['baseline']:.2f} ms -> {m['pruned']:.2f} ms ({m['ratio']:.3f}) on this CPU")
-    acc0, acc1 = report["accuracy_before"], report["accuracy_pruned"]
-    console.print(f"accuracy    test {100 * acc0['test']:.1f}% -> {100 * acc1['test']:.1f}% (before fine-tuning)")
+    if report["task"] == "mlm":
+        l0, l1 = report["mlm_loss_before"], report["mlm_loss_pruned"]
+        console.print(f"MLM loss    val {l0['val']:.4f} -> {l1['val']:.4f} (before fine-tuning)")
+    else:
+        acc0, acc1 = report["accuracy_before"], report["accuracy_pruned"]
+        console.print(f"accuracy    test {100 * acc0['test']:.1f}% -> {100 * acc1['test']:.1f}% (before fine-tuning)")
     console.print(f"stopped     {report['reason'] or 'the batches ran out'} after {report['batches']} batches")
     if not report["reached"]:
         console.print("warning     the target was not reached: raise --steps or --prune-per-iter")
@@ -174,8 +193,12 @@ def finetune(
         steps=steps, batch_size=batch_size, lr=lr, distill_alpha=distill_alpha, distill_tau=distill_tau, seed=seed
     )
     report = finetune_dir(directory, cfg, resume=resume, threads=threads, log=console.print)
-    b, a, t = report["accuracy_before"], report["accuracy_after"], report["teacher_accuracy"]
-    console.print(
-        f"accuracy    test {100 * b['test']:.1f}% -> {100 * a['test']:.1f}% (unpruned {100 * t['test']:.1f}%)"
-    )
+    if report["task"] == "mlm":
+        b, a, t = report["mlm_loss_before"], report["mlm_loss_after"], report["teacher_mlm_loss"]
+        console.print(f"MLM loss    val {b['val']:.4f} -> {a['val']:.4f} (unpruned {t['val']:.4f})")
+    else:
+        b, a, t = report["accuracy_before"], report["accuracy_after"], report["teacher_accuracy"]
+        console.print(
+            f"accuracy    test {100 * b['test']:.1f}% -> {100 * a['test']:.1f}% (unpruned {100 * t['test']:.1f}%)"
+        )
     console.print(f"wrote       {directory / 'finetuned.pt'}, {directory / 'finetune_report.json'}")

@@ -8,7 +8,9 @@
 - :mod:`~latbench.pruning.dense`: masked model → small dense model.
 - :mod:`~latbench.pruning.loop`, :mod:`~latbench.pruning.run`: training with distillation,
   data parallelism and exact resumption; one call per stage.
+- :mod:`~latbench.pruning.measure`: a block LUT measured on this CPU, and models timed interleaved.
 - :mod:`~latbench.pruning.digits`: the digits ViT task (baseline, CPU LUT, prune, fine-tune, report).
+- :mod:`~latbench.pruning.text`: the BERT task (a local text corpus through masked LM, MLM loss).
 
 Torch is imported on first use of a torch name (PEP 562), so the configs load without it.
 """
@@ -41,10 +43,20 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "latbench.pruning.pruner": ("PruneAction", "Pruner", "StepReport", "count_params"),
     "latbench.pruning.dense": ("kept_first_parameters", "to_dense"),
     "latbench.pruning.checkpoint": ("load_model", "load_run", "save_model", "save_run"),
-    "latbench.pruning.loop": ("BatchSource", "TrainOutcome", "distill_loss", "evaluate_accuracy", "train"),
+    "latbench.pruning.loop": (
+        "BatchSource",
+        "MaskedLMSource",
+        "MaskedText",
+        "TrainOutcome",
+        "distill_loss",
+        "evaluate_accuracy",
+        "train",
+    ),
     "latbench.pruning.run": ("PruneOutcome", "finetune_model", "prune_model"),
     "latbench.pruning.workflow": ("PruneJob", "finetune_dir", "prune_to_dir", "report_markdown", "run_digits_task"),
-    "latbench.pruning.digits": ("DIGITS_MODEL", "digits_arch", "measure_latency_ms", "measure_lut"),
+    "latbench.pruning.measure": ("measure_latency_ms", "measure_lut"),
+    "latbench.pruning.digits": ("DIGITS_MODEL", "digits_arch"),
+    "latbench.pruning.text": ("mlm_loss", "text_data", "text_data_config"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -80,6 +80,14 @@ class LatencyCost:
         for name in self._axes:
             if name not in known:
                 raise LatbenchError(table.origin, f"axis {name!r} has no counterpart in a transformer block")
+        for kind in ("emb", "heads", "qk", "mlp"):  # v may go without: it is priced through the Q/K/V width
+            names = _KIND_AXIS[kind]
+            if not any(n in self._axes for n in names):
+                width = "hidden" if base.family != "vit" else "emb"
+                missing = width if kind == "emb" else names[0]
+                raise LatbenchError(
+                    table.origin, f"the LUT does not cover the model: it has no {missing!r} axis to price {kind} by"
+                )
         if "v_dim" not in self._axes:
             # The table's own check refuses v != qk without a V axis; its family/workload check is what we want.
             check = base.with_layers(LayerSpec(s.heads, s.qk_dim, s.qk_dim, s.mlp) for s in base.layers)

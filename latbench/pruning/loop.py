@@ -17,6 +17,15 @@ the same global batch and takes its contiguous shard; gradients are all-reduced
 pruning decision, equals a single process's on the same global batch (rank 0's
 accumulated scores are broadcast as well, against last-bit differences). Only
 rank 0 writes files.
+
+Data is either ``(inputs, targets)`` tensors (the digits) or :class:`MaskedText`,
+token windows trained with BERT's masked-LM objective: every step masks its
+global batch afresh (RoBERTa's dynamic masking, with
+:func:`latbench.supernet.objectives.make_batch`, the super-net trainer's masker)
+from a generator seeded by ``(seed, step)``, so resumption and data
+parallelism stay exact; the cross-entropy of a shard is weighted by its share
+of the global batch's masked tokens, so the averaged gradient is the whole
+batch's.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,7 +48,20 @@ from latbench.pruning.checkpoint import load_run, save_run
 from latbench.pruning.config import TrainConfig
 from latbench.pruning.pruner import Pruner
 
-__all__ = ["BatchSource", "TrainOutcome", "distill_loss", "evaluate_accuracy", "train", "world"]
+__all__ = [
+    "BatchSource",
+    "MaskedLMSource",
+    "MaskedText",
+    "TrainOutcome",
+    "batch_source",
+    "distill_loss",
+    "evaluate_accuracy",
+    "train",
+    "world",
+]
+
+#: Seed stream of the MLM masks of a training step (the super-net trainer uses 2 for its own).
+_MASK_STREAM = 2
 
 
 # ------------------------------------------------------------- distributed
@@ -117,15 +140,79 @@ class BatchSource:
         return tuple(t[idx] for t in self.tensors)
 
 
+@dataclass(frozen=True)
+class MaskedText:
+    """Token windows ``(input_ids,)`` to train on with BERT's masked-LM objective.
+
+    Attributes:
+        windows: The windows (:func:`latbench.supernet.data.text_splits`).
+        mask_prob: Share of the tokens predicted in each window (BERT's 15%).
+    """
+
+    windows: TensorDataset
+    mask_prob: float = 0.15
+
+
+class MaskedLMSource(BatchSource):
+    """Batches of token windows masked per step: ``(masked ids, targets)``, targets ``-100`` where unpredicted.
+
+    The global batch of ``step`` is masked as a whole (so every process draws the same masks) and
+    then sharded. :meth:`ce_weight` says how much a shard's mean cross-entropy counts.
+    """
+
+    def __init__(self, data: MaskedText, batch_size: int, seed: int) -> None:
+        super().__init__(data.windows, batch_size, seed)
+        self.mask_prob = data.mask_prob
+        self._last: tuple[int, Tensor, Tensor] | None = None
+
+    def _global(self, step: int) -> tuple[Tensor, Tensor]:
+        if self._last is None or self._last[0] != step:
+            from latbench.supernet.objectives import make_batch
+
+            rng = np.random.default_rng([self.seed, step, _MASK_STREAM])
+            b = make_batch("mlm", TensorDataset(*self.tensors), self.indices(step).numpy(), rng, self.mask_prob)
+            self._last = (step, b.inputs, b.targets)
+        return self._last[1], self._last[2]
+
+    def batch(self, step: int, rank: int = 0, size: int = 1) -> tuple[Tensor, ...]:
+        if self.batch_size % size:
+            raise LatbenchError("batch_size", f"{self.batch_size} does not split evenly over {size} processes")
+        inputs, targets = self._global(step)
+        per = self.batch_size // size
+        return inputs[rank * per : (rank + 1) * per], targets[rank * per : (rank + 1) * per]
+
+    def ce_weight(self, step: int, rank: int = 0, size: int = 1) -> float:
+        """``size · (this shard's masked tokens) / (the global batch's)``: 1 in a single process."""
+        if size == 1:
+            return 1.0
+        targets = self._global(step)[1]
+        per = self.batch_size // size
+        mine = int((targets[rank * per : (rank + 1) * per] != -100).sum())
+        return size * mine / max(int((targets != -100).sum()), 1)
+
+
+def batch_source(data: TensorDataset | MaskedText, batch_size: int, seed: int) -> BatchSource:
+    """The batches of ``data``: plain ``(inputs, targets)`` rows, or masked-LM windows."""
+    if isinstance(data, MaskedText):
+        return MaskedLMSource(data, batch_size, seed)
+    return BatchSource(data, batch_size, seed)
+
+
 # ------------------------------------------------------------------ losses
-def distill_loss(student: Tensor, teacher: Tensor | None, labels: Tensor, alpha: float, tau: float) -> Tensor:
+def distill_loss(
+    student: Tensor, teacher: Tensor | None, labels: Tensor, alpha: float, tau: float, ce_weight: float = 1.0
+) -> Tensor:
     """``(1 - α)·CE + α·τ²·KL(teacher_τ ‖ student_τ)`` (DeiT's soft ``DistillationLoss``, which NViT uses).
 
     The KL term is summed and divided by the number of logits, as DeiT/NViT do. Logits may have
-    extra leading dims (``[B, S, V]`` for a masked LM); labels of -100 are ignored by the CE term.
+    extra leading dims (``[B, S, V]`` for a masked LM); labels of -100 are ignored by the CE term,
+    which is scaled by ``ce_weight`` (a shard's share of the predicted positions, see
+    :meth:`MaskedLMSource.ce_weight`).
     """
     flat = student.reshape(-1, student.shape[-1])
     ce = F.cross_entropy(flat, labels.reshape(-1), ignore_index=-100)
+    if ce_weight != 1.0:
+        ce = ce * ce_weight
     if teacher is None or alpha == 0.0:
         return ce
     t = teacher.reshape(-1, teacher.shape[-1]).detach()
@@ -168,7 +255,7 @@ class TrainOutcome:
 
 def train(
     model: nn.Module,
-    data: TensorDataset,
+    data: TensorDataset | MaskedText,
     config: TrainConfig,
     *,
     kind: str = "train",
@@ -182,7 +269,7 @@ def train(
 
     Args:
         model: The model (masked by ``pruner``, when given).
-        data: ``(inputs, targets)`` training data.
+        data: ``(inputs, targets)`` training data, or token windows for masked LM (:class:`MaskedText`).
         config: Optimiser, batches, distillation, checkpoint interval.
         kind: Recorded in the checkpoint and checked on resume (``train``, ``prune``, ``finetune``).
         teacher: The unpruned model to distil from (``config.distill_alpha`` > 0).
@@ -211,7 +298,7 @@ def train(
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-    source = BatchSource(data, config.batch_size, config.seed)
+    source = batch_source(data, config.batch_size, config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     device = params[0].device
 
@@ -245,7 +332,8 @@ def train(
         if teacher is not None and config.distill_alpha > 0:
             with torch.no_grad():
                 t_logits = teacher(x)
-        loss = distill_loss(logits, t_logits, y, config.distill_alpha, config.distill_tau)
+        weight = source.ce_weight(step, rank, size) if isinstance(source, MaskedLMSource) else 1.0
+        loss = distill_loss(logits, t_logits, y, config.distill_alpha, config.distill_tau, weight)
         opt.zero_grad(set_to_none=False)
         loss.backward()
         grads = [p.grad for p in params if p.grad is not None]

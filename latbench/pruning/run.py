@@ -21,7 +21,7 @@ from torch.utils.data import TensorDataset
 from latbench.pruning.config import PruneConfig, TrainConfig
 from latbench.pruning.dense import to_dense
 from latbench.pruning.latency import LatencyCost
-from latbench.pruning.loop import TrainOutcome, train
+from latbench.pruning.loop import MaskedText, TrainOutcome, train
 from latbench.pruning.pruner import PruneAction, Pruner
 from latbench.space.arch import Arch
 
@@ -63,7 +63,7 @@ class PruneOutcome:
 
 def prune_model(
     model: nn.Module,
-    data: TensorDataset,
+    data: TensorDataset | MaskedText,
     config: PruneConfig,
     train_config: TrainConfig,
     *,
@@ -77,7 +77,7 @@ def prune_model(
 
     Args:
         model: A vit/bert family model, trained.
-        data: Training data, ``(inputs, targets)``.
+        data: Training data, ``(inputs, targets)``, or token windows for masked LM (:class:`MaskedText`).
         config: What to prune and the target.
         train_config: How to train meanwhile (``steps`` bounds the pruning run).
         latency: The latency table priced for ``model``'s architecture.
@@ -108,7 +108,7 @@ def prune_model(
 
 def finetune_model(
     model: nn.Module,
-    data: TensorDataset,
+    data: TensorDataset | MaskedText,
     train_config: TrainConfig,
     *,
     teacher: nn.Module | None = None,

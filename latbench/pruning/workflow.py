@@ -1,11 +1,18 @@
 """Pruning jobs that live in a directory: what ``latbench prune`` and ``latbench finetune`` run.
 
+A job's model brings its task: the digits ViT (``vit-digits``, or a model of its
+shape) trains on scikit-learn's digits and is scored by accuracy; a ``bert``
+model (a latbench model file, a ``latbench extract`` export directory, or a
+super-net run directory) trains on a local text corpus through masked LM and is
+scored by its MLM loss (see :mod:`latbench.pruning.text`).
+
 A job directory holds, as it goes (every file written atomically; a job started
 again with the same options resumes from its checkpoints):
 
 - ``job.json``: the options (a job resumed with other options is refused);
 - ``baseline.pt``: the unpruned model (trained here for ``vit-digits``, from
-  ``baseline.run``), the teacher of the distillation;
+  ``baseline.run``), the teacher of the distillation; for a bert its meta holds
+  the text data configuration, which ``finetune`` reuses;
 - ``lut.json``: the latency table, when measured here (``--lut measure``);
 - ``prune.run``: the pruning run's checkpoint (masks, importance, optimiser);
 - ``masked.pt``: the masked model at full size (pruned weights zeroed);
@@ -35,6 +42,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from latbench.errors import LatbenchError
 from latbench.io import atomic_write_json, atomic_write_text, read_json
@@ -42,8 +50,10 @@ from latbench.pruning import digits
 from latbench.pruning.checkpoint import load_model, save_model
 from latbench.pruning.config import PruneConfig, TrainConfig
 from latbench.pruning.latency import LatencyCost, load_lut
-from latbench.pruning.loop import evaluate_accuracy, train, world
+from latbench.pruning.loop import MaskedText, evaluate_accuracy, train, world
+from latbench.pruning.measure import measure_latency_ms, measure_lut
 from latbench.pruning.run import finetune_model, prune_model
+from latbench.space.arch import Arch
 
 __all__ = ["PruneJob", "finetune_dir", "prune_to_dir", "report_markdown", "run_digits_task"]
 
@@ -59,7 +69,9 @@ class PruneJob:
     """Everything ``latbench prune`` needs.
 
     Attributes:
-        model: ``vit-digits`` (trained here first) or a model file (``latbench-model``) of a digits ViT.
+        model: ``vit-digits`` (trained here first); a model file (``latbench-model``); or a directory
+            of ``latbench extract`` (safetensors) or ``latbench train-supernet``. It must be a digits
+            ViT or a bert (see the module docstring).
         out: The job directory.
         prune: What to prune and the target.
         train: Training while pruning (``steps`` bounds the run).
@@ -72,6 +84,10 @@ class PruneJob:
         threads: Torch intra-op threads, for training and measuring.
         measure: Measure the baseline's and the pruned model's latency on this CPU.
         resume: Continue from the directory's checkpoints.
+        data: A bert's text corpus (``.txt`` files or directories); empty: the one the model
+            records, else the default corpus.
+        seq_len: A bert's tokens per window (default: the model's recorded data, else 16).
+        max_windows: Use at most this many text windows (a seeded subsample; default: as recorded).
     """
 
     model: str
@@ -86,16 +102,82 @@ class PruneJob:
     threads: int | None = 1
     measure: bool = True
     resume: bool = True
+    data: tuple[str, ...] = ()
+    seq_len: int | None = None
+    max_windows: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", tuple(str(p) for p in self.data))
 
     def options(self) -> dict[str, Any]:
-        """The options that decide the result (``job.json``)."""
+        """The options that decide the result (``job.json``; the text options only when given)."""
         out: dict[str, Any] = {}
         for f in fields(self):
             if f.name in ("out", "resume", "measure"):
                 continue
             value = getattr(self, f.name)
+            if f.name in _TEXT_OPTIONS and value in ((), None):
+                continue
             out[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
+        if self.data:
+            out["data"] = list(self.data)
         return out
+
+
+#: PruneJob fields that only a bert's text task reads.
+_TEXT_OPTIONS = ("data", "seq_len", "max_windows")
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What a model trains on and how it is scored: ``digits`` (accuracy) or ``mlm`` (MLM loss)."""
+
+    kind: str
+    train: TensorDataset | MaskedText
+    val: TensorDataset
+    test: TensorDataset
+    data: Any = None  # the DataConfig of the mlm task
+
+    @property
+    def metric(self) -> str:
+        """The report's name of the score: ``accuracy`` (higher is better) or ``mlm_loss`` (lower is)."""
+        return "accuracy" if self.kind == "digits" else "mlm_loss"
+
+    @property
+    def seq_len(self) -> int | None:
+        return None if self.data is None else self.data.seq_len
+
+    def score(self, model: nn.Module) -> dict[str, float]:
+        """``{"val": ..., "test": ...}``: accuracy, or MLM loss in nats per masked token."""
+        if self.kind == "digits":
+            return {"val": evaluate_accuracy(model, self.val), "test": evaluate_accuracy(model, self.test)}
+        from latbench.pruning.text import mlm_loss
+
+        return mlm_loss(model, self.data)
+
+    def meta(self) -> dict[str, Any]:
+        """What a model file of this task records (so ``finetune`` finds the same data)."""
+        return {"task": self.kind} if self.data is None else {"task": self.kind, "data": self.data.to_dict()}
+
+
+def _digits_task(seed: int) -> _Task:
+    train_set, val, test = digits.digits_data(seed)
+    return _Task("digits", train_set, val, test)
+
+
+def _mlm_task(data: Any) -> _Task:
+    from latbench.pruning.text import text_data
+
+    train_set, val, test = text_data(data)
+    return _Task("mlm", train_set, val, test, data)
+
+
+def _unfit(where: str, arch: Arch) -> LatbenchError:
+    return LatbenchError(
+        where,
+        "the built-in training data is the digits (vit, 8x8, 1 channel, 10 classes) or a text corpus "
+        f"through MLM (bert); this model is {arch.describe()}",
+    )
 
 
 def _set_threads(threads: int | None) -> None:
@@ -140,26 +222,50 @@ def _check_job_file(out: Path, options: dict[str, Any], resume: bool) -> None:
     _sync()
 
 
-def _source(job: PruneJob) -> tuple[Any, nn.Module | None, dict[str, Any]]:
-    """The unpruned architecture, and the model with its meta when it comes from a file (checked first)."""
+def _load_given(path: str) -> tuple[nn.Module, dict[str, Any]]:
+    """A model file, or an export / super-net run directory (every failure one line naming the path)."""
+    p = Path(path)
+    if p.is_dir():
+        from latbench.supernet.train import load_model_dir
+
+        return load_model_dir(p), {}
+    return load_model(p)
+
+
+def _source(job: PruneJob) -> tuple[Arch, nn.Module | None, dict[str, Any], _Task]:
+    """The unpruned architecture, the model with its meta when it comes from a file, and its task (checked first)."""
+    text_given = [f"--{n.replace('_', '-')}" for n in _TEXT_OPTIONS if getattr(job, n) not in ((), None)]
     if job.model == digits.DIGITS_MODEL:
-        return digits.digits_arch(), None, {}
-    model, meta = load_model(job.model)
-    if not digits.is_digits_arch(model.arch):  # type: ignore[attr-defined]
-        raise LatbenchError(
-            job.model,
-            "the built-in training data is the digits (vit, 8x8, 1 channel, 10 classes); "
-            f"this model is {model.arch.describe()}",  # type: ignore[attr-defined]
-        )
-    return model.arch, model, meta  # type: ignore[attr-defined]
+        if text_given:
+            raise LatbenchError(text_given[0], "only a bert model reads text; vit-digits trains on the digits")
+        return digits.digits_arch(), None, {}, _digits_task(job.prune.seed)
+    model, meta = _load_given(job.model)
+    arch: Arch = model.arch  # type: ignore[assignment]
+    if digits.is_digits_arch(arch):
+        if text_given:
+            raise LatbenchError(text_given[0], "only a bert model reads text; this model reads the digits")
+        return arch, model, meta, _digits_task(job.prune.seed)
+    if arch.family != "bert":
+        raise _unfit(job.model, arch)
+    from latbench.pruning.text import source_data, text_data_config
+
+    data = text_data_config(
+        arch,
+        source_data(job.model, meta),
+        paths=job.data,
+        seq_len=job.seq_len,
+        max_windows=job.max_windows,
+        where=job.model,
+    )
+    return arch, model, meta, _mlm_task(data)
 
 
-def _baseline(job: PruneJob, given: nn.Module | None, meta: dict[str, Any], log: Log) -> nn.Module:
+def _baseline(job: PruneJob, given: nn.Module | None, meta: dict[str, Any], task: _Task, log: Log) -> nn.Module:
     """The unpruned model: trained here for ``vit-digits`` (resumable), else the given one; saved as baseline.pt."""
     path = job.out / "baseline.pt"
     if given is not None:
         if _main():
-            save_model(path, given, {**meta, "source": str(job.model)})
+            save_model(path, given, {**meta, **task.meta(), "source": str(job.model)})
         _sync()
         return given
     if job.resume and path.exists():
@@ -172,6 +278,7 @@ def _baseline(job: PruneJob, given: nn.Module | None, meta: dict[str, Any], log:
     log(f"training the baseline {arch.describe()} for {job.baseline.steps} batches")
     train(model, train_set, job.baseline, kind="train", checkpoint=job.out / "baseline.run", resume=job.resume)
     meta = {
+        **task.meta(),
         "source": "vit-digits baseline",
         "val_accuracy": evaluate_accuracy(model, val),
         "test_accuracy": evaluate_accuracy(model, test),
@@ -182,18 +289,25 @@ def _baseline(job: PruneJob, given: nn.Module | None, meta: dict[str, Any], log:
     return model.eval()
 
 
-def _latency(job: PruneJob, arch: Any, log: Log) -> LatencyCost | None:
+def _latency(job: PruneJob, arch: Any, task: _Task, log: Log) -> LatencyCost | None:
     if job.lut is None:
         return None
     if job.lut == "measure":
         path = job.out / "lut.json"
         if not (job.resume and path.exists()) and _main():
             log(f"measuring a block LUT on this CPU (batch {job.latency_batch}, {job.threads or 'all'} threads)")
-            digits.measure_lut(arch, path, batch=job.latency_batch, threads=job.threads or 1)
+            measure_lut(arch, path, batch=job.latency_batch, threads=job.threads or 1, seq_len=task.seq_len)
         _sync()
         table = load_lut(path)
     else:
         table = load_lut(job.lut, nvit_unit=job.nvit_unit)
+        recorded = table.meta.workload.get("seq_len")
+        if task.seq_len is not None and recorded is not None and recorded != task.seq_len and not job.force_lut:
+            raise LatbenchError(
+                str(job.lut),
+                f"measured at seq_len {recorded}, the data's windows are {task.seq_len} tokens; "
+                "use --seq-len or --force",
+            )
     return LatencyCost(table, arch, force=job.force_lut)
 
 
@@ -211,21 +325,20 @@ def prune_to_dir(job: PruneJob, log: Log = _quiet) -> dict[str, Any]:
     _set_threads(job.threads)
     _init_distributed()
     t0 = time.perf_counter()
-    arch, given, meta = _source(job)
+    arch, given, meta, task = _source(job)
     if job.lut != "measure":
-        latency = _latency(job, arch, log)  # a table that does not fit fails before any training
+        latency = _latency(job, arch, task, log)  # a table that does not fit fails before any training
     job.out.mkdir(parents=True, exist_ok=True)
     _check_job_file(job.out, job.options(), job.resume)
-    baseline = _baseline(job, given, meta, log)
+    baseline = _baseline(job, given, meta, task, log)
     if job.lut == "measure":
-        latency = _latency(job, arch, log)
-    train_set, val, test = digits.digits_data(job.prune.seed)
+        latency = _latency(job, arch, task, log)
     model = copy.deepcopy(baseline).train()
-    acc_before = {"val": evaluate_accuracy(baseline, val), "test": evaluate_accuracy(baseline, test)}
+    score_before = task.score(baseline)
     log(f"pruning {arch.describe()} ({job.prune.importance}, λ={job.prune.latency_regularization})")
     outcome = prune_model(
         model,
-        train_set,
+        task.train,
         job.prune,
         job.train,
         latency=latency,
@@ -237,25 +350,31 @@ def prune_to_dir(job: PruneJob, log: Log = _quiet) -> dict[str, Any]:
     pruner.remove()
     masks = {g.name: g.keep.tolist() for g in pruner.groups}
     if _main():
-        save_model(job.out / "masked.pt", model, {"masks": masks, "note": "full size, pruned weights zeroed"})
-        save_model(job.out / "pruned.pt", outcome.dense, {"source": str(job.out / "masked.pt")})
+        save_model(
+            job.out / "masked.pt",
+            model,
+            {**task.meta(), "masks": masks, "note": "full size, pruned weights zeroed"},
+        )
+        save_model(job.out / "pruned.pt", outcome.dense, {**task.meta(), "source": str(job.out / "masked.pt")})
         atomic_write_text(job.out / "arch.json", outcome.arch.to_json() + "\n")
     _sync()
-    acc_after = {"val": evaluate_accuracy(outcome.dense, val), "test": evaluate_accuracy(outcome.dense, test)}
+    score_after = task.score(outcome.dense)
     report: dict[str, Any] = {
         "model": job.model,
+        "task": task.kind,
+        **({} if task.data is None else {"data": task.data.to_dict()}),
         **outcome.summary(),
         "lut": None if latency is None else latency.describe(),
-        "accuracy_before": acc_before,
-        "accuracy_pruned": acc_after,
+        f"{task.metric}_before": score_before,
+        f"{task.metric}_pruned": score_after,
         "bytes_masked": _size(job.out / "masked.pt"),
         "bytes_dense": _size(job.out / "pruned.pt"),
         "history": [r.to_dict() for r in pruner.history],
     }
     if job.measure and _main():
         log("measuring the baseline and the pruned model on this CPU")
-        base_ms, pruned_ms = digits.measure_latency_ms(
-            [baseline, outcome.dense], arch, batch=job.latency_batch, threads=job.threads or 1
+        base_ms, pruned_ms = measure_latency_ms(
+            [baseline, outcome.dense], arch, batch=job.latency_batch, threads=job.threads or 1, seq_len=task.seq_len
         )
         report["measured_ms"] = {"baseline": base_ms, "pruned": pruned_ms, "ratio": pruned_ms / base_ms}
     report["wall_s"] = time.perf_counter() - t0
@@ -282,31 +401,51 @@ def finetune_dir(
         if not (out / name).exists():
             raise LatbenchError(str(out), f"no {name}: run latbench prune --out {out} first")
     model, _ = load_model(out / "pruned.pt")
-    teacher, _ = load_model(out / "baseline.pt")
-    if not digits.is_digits_arch(model.arch):  # type: ignore[attr-defined]
-        raise LatbenchError(str(out / "pruned.pt"), "the built-in training data is the digits; this model is not")
-    train_set, val, test = digits.digits_data(config.seed)
-    before = {"val": evaluate_accuracy(model, val), "test": evaluate_accuracy(model, test)}
+    teacher, teacher_meta = load_model(out / "baseline.pt")
+    task = _finetune_task(out, model.arch, teacher_meta, config.seed)  # type: ignore[arg-type]
+    before = task.score(model)
     log(f"fine-tuning {model.arch.describe()} for {config.steps} batches")  # type: ignore[attr-defined]
     model.train()
-    outcome = finetune_model(model, train_set, config, teacher=teacher, checkpoint=out / "finetune.run", resume=resume)
+    outcome = finetune_model(model, task.train, config, teacher=teacher, checkpoint=out / "finetune.run", resume=resume)
     model.eval()
-    after = {"val": evaluate_accuracy(model, val), "test": evaluate_accuracy(model, test)}
+    after = task.score(model)
     if _main():
-        save_model(out / "finetuned.pt", model, {"source": str(out / "pruned.pt"), "val_accuracy": after["val"]})
+        save_model(
+            out / "finetuned.pt",
+            model,
+            {**task.meta(), "source": str(out / "pruned.pt"), f"val_{task.metric}": after["val"]},
+        )
     report = {
         "arch": model.arch.to_dict(),  # type: ignore[attr-defined]
+        "task": task.kind,
         "steps": outcome.steps,
         "resumed_from": outcome.resumed_from,
-        "accuracy_before": before,
-        "accuracy_after": after,
-        "teacher_accuracy": {"val": evaluate_accuracy(teacher, val), "test": evaluate_accuracy(teacher, test)},
+        f"{task.metric}_before": before,
+        f"{task.metric}_after": after,
+        f"teacher_{task.metric}": task.score(teacher),
         "train_config": config.to_dict(),
     }
     if _main():
         atomic_write_json(out / "finetune_report.json", report)
     _sync()
     return report
+
+
+def _finetune_task(out: Path, arch: Arch, teacher_meta: dict[str, Any], seed: int) -> _Task:
+    """The task of a job directory: a bert's from its baseline's recorded data, the digits' from its shape."""
+    if digits.is_digits_arch(arch):
+        return _digits_task(seed)
+    if arch.family != "bert":
+        raise _unfit(str(out / "pruned.pt"), arch)
+    from latbench.pruning.text import check_text_arch
+    from latbench.supernet.config import DataConfig
+
+    recorded = teacher_meta.get("data")
+    if not isinstance(recorded, dict):
+        raise LatbenchError(str(out / "baseline.pt"), "records no text data (meta.data); prune it again")
+    data = DataConfig.from_dict(recorded, f"{out / 'baseline.pt'}: data")
+    check_text_arch(arch, data.seq_len, str(out / "pruned.pt"))
+    return _mlm_task(data)
 
 
 # ------------------------------------------------------------------ the task

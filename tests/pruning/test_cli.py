@@ -142,9 +142,7 @@ def test_bad_inputs_give_one_line(tmp_path, lut_file, pruned_dir):
     )
     bert = tmp_path / "bert.pt"
     save_model(bert, build_model(tiny_bert()))
-    assert_one_line_error(
-        run(*base[:2], bert, *base[3:], "--lut", lut_file, "--latency-target", "0.5"), "built-in training data"
-    )
+    assert_one_line_error(run(*base[:2], bert, *base[3:], "--lut", lut_file, "--latency-target", "0.5"), "vocab_size")
     assert_one_line_error(
         run(*base, "--lut", lut_file, "--latency-target", "0.5", "--granularity", "emb=x"), "--granularity"
     )
