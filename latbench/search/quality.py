@@ -51,6 +51,8 @@ def non_embedding_params(hidden: Any, n_layers: Any, heads: Any, qk_dim: Any, v_
     Per-layer dims are ``(N,)`` (one spec in every layer, times ``n_layers``) or ``(N, L)``
     (summed over layers; zero beyond a model's depth).
     """
+    if getattr(heads, "ndim", 0) == 2 and getattr(hidden, "ndim", 0) == 1:
+        hidden = hidden[:, None]  # one width per model, one column per layer
     per_layer = hidden * heads * (2 * qk_dim + 2 * v_dim) + 2 * hidden * mlp
     if getattr(per_layer, "ndim", 0) == 2:
         return per_layer.sum(-1)

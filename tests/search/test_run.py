@@ -132,3 +132,25 @@ def test_read_result_refuses_what_is_not_a_search(tmp_path):
     (tmp_path / "result.json").write_text("{bad json")
     with pytest.raises(LatbenchError, match=r"result\.json"):
         read_result(tmp_path)
+
+
+def test_gradient_and_candidate_on_a_per_block_space(tmp_path):
+    """vit: every block free (per-layer relaxation); candidate enumerates its uniform members."""
+    from latbench.predictors.data import load_dataset
+    from latbench.predictors.train import train_predictor
+    from latbench.search.constraint import Reference
+    from latbench.search.quality import get_quality
+    from latbench.search.run import make_problem
+    from latbench.space import get_space
+    from tests.predictors.conftest import FAST, synthetic_latency_ms, write_synthetic_store
+
+    space = get_space("vit")
+    store = write_synthetic_store(tmp_path / "vit.parquet", n_archs=80, seq_lens=(None,), space=space)
+    mlp = train_predictor(load_dataset(store), "mlp", seed=0, config=FAST["mlp"]).predictor
+    ref = Reference(space.reference.to_json(), synthetic_latency_ms(space.reference, 1, None), "given")
+    problem, _ = make_problem(space, mlp, get_quality("proxy"), ref, speedup=4.0)
+    out = run_search(problem, "gradient", budget=16, seed=0, config={"starts": 4, "steps": 20})
+    assert out.best.feasible and not all(a.uniform for a in (e.arch for e in out.history))
+    problem, _ = make_problem(space, mlp, get_quality("proxy"), ref, speedup=4.0, window=(0.85, 1.1))
+    out = run_search(problem, "candidate", budget=20, seed=0, config={"max_grid": 5000})
+    assert all(e.arch.uniform and e.feasible for e in out.history)
