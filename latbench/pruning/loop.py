@@ -205,7 +205,8 @@ def distill_loss(
     """``(1 - α)·CE + α·τ²·KL(teacher_τ ‖ student_τ)`` (DeiT's soft ``DistillationLoss``, which NViT uses).
 
     The KL term is summed and divided by the number of logits, as DeiT/NViT do. Logits may have
-    extra leading dims (``[B, S, V]`` for a masked LM); labels of -100 are ignored by the CE term,
+    extra leading dims (``[B, S, V]`` for a masked LM: then both terms cover only the masked
+    positions, those whose label is not -100); labels of -100 are ignored by the CE term,
     which is scaled by ``ce_weight`` (a shard's share of the predicted positions, see
     :meth:`MaskedLMSource.ce_weight`).
     """
@@ -216,6 +217,12 @@ def distill_loss(
     if teacher is None or alpha == 0.0:
         return ce
     t = teacher.reshape(-1, teacher.shape[-1]).detach()
+    if student.dim() > 2:
+        # A masked LM predicts only its masked positions: distil there, not over the unmasked ~85%
+        # whose logits no loss asks for (DeiT's per-logit normalisation, over the positions that count).
+        keep = labels.reshape(-1) != -100
+        if keep.any():
+            flat, t = flat[keep], t[keep]
     kl = F.kl_div(F.log_softmax(flat / tau, dim=-1), F.log_softmax(t / tau, dim=-1), reduction="sum", log_target=True)
     kd = kl * (tau * tau) / flat.numel()
     return (1.0 - alpha) * ce + alpha * kd

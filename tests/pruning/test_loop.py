@@ -36,6 +36,19 @@ def test_distill_loss_is_deits_soft_distillation():
     assert torch.allclose(distill_loss(s, t, y, 0.25, tau), 0.75 * F.cross_entropy(s, y) + 0.25 * kl)
 
 
+def test_masked_lm_distillation_covers_only_the_masked_positions():
+    gen = torch.Generator().manual_seed(1)
+    s, t = torch.randn(2, 5, 7, generator=gen), torch.randn(2, 5, 7, generator=gen)
+    y = torch.full((2, 5), -100)
+    y[0, 1], y[1, 3] = 4, 2
+    keep = y != -100
+    expect = distill_loss(s[keep], t[keep], y[keep], 1.0, 2.0)  # the same positions as a flat batch
+    assert torch.allclose(distill_loss(s, t, y, 1.0, 2.0), expect)
+    t_other = t.clone()
+    t_other[0, 0] += 5.0  # an unmasked position: no loss asks for its logits
+    assert torch.allclose(distill_loss(s, t_other, y, 1.0, 2.0), expect)
+
+
 def test_batches_are_a_function_of_the_step_and_shards_tile_them():
     src = BatchSource(vit_data(50), batch_size=8, seed=3)
     again = BatchSource(vit_data(50), batch_size=8, seed=3)
