@@ -26,7 +26,11 @@ BATCH = typer.Option(1, "--batch", help="Batch size.")
 THREADS = typer.Option(None, "--threads", help="CPU intra-op threads (default: usable cores).")
 CACHE = typer.Option("warm", "--cache", help="warm (one buffer) or cold (rotate inputs, flush caches).")
 OPTION = typer.Option(None, "--option", help="Backend option KEY=VALUE (repeatable).")
-BUDGET_S = typer.Option(5.0, "--budget-s", help="Time budget of one measurement, in seconds.")
+BUDGET_S = typer.Option(
+    5.0,
+    "--budget-s",
+    help="Time budget of one measurement, in seconds; it stops sampling only once --min-samples and --rounds are met.",
+)
 MIN_SAMPLES = typer.Option(50, "--min-samples", help="Timed calls always taken per measurement.")
 MAX_SAMPLES = typer.Option(2000, "--max-samples", help="Timed calls at most per measurement.")
 TARGET_CI = typer.Option(0.01, "--target-ci", help="Stop at this relative half-width of the median's CI.")

@@ -99,6 +99,7 @@ KNOWN_EXTRA_COLUMNS: dict[str, pa.DataType] = {
     "samples_ms": pa.list_(pa.float64()),
     "threads": pa.int64(),
     "wall_s": pa.float64(),
+    "ref_ms": pa.float64(),  # the CPU reference workload's median over the row's rounds: the machine's speed
 }
 
 
