@@ -18,6 +18,10 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]" xgboost-cpu
+	# litgpt (the LitGPT export of the gpt family is tested against it) pins huggingface-hub<1.4,
+	# which transformers 5 cannot use; its code runs with the newer hub, so it goes in without its pins.
+	$(PY) -m pip install --quiet --no-deps "litgpt>=0.5,<0.6"
+	$(PY) -m pip install --quiet lightning "jsonargparse[signatures]>=4.37,<=4.41" tqdm tokenizers
 	@touch $(STAMP)
 
 install: $(STAMP)
