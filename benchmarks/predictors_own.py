@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ship", type=Path, default=None, help="Save the best predictor (with its card) here.")
+    ap.add_argument("--lut", type=Path, default=None, help="A block table of the same deployment: adds lut-sum.")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
 
@@ -51,15 +52,17 @@ def main() -> None:
     rows, best = [], None
     for stat in args.statistics.split(","):
         ds = load_dataset(args.store, stat)
-        for model in MODELS:
+        for model in MODELS + (("lut-sum",) if args.lut is not None else ()):
             split = ",".join(f"{f:.4g}" for f in fractions)
             command = (
                 f"latbench train-predictor --data {args.store} --model {model} --statistic {stat} --seed {args.seed} "
                 f"--split {split} --max-train-archs {args.train} --max-test-archs {args.test} --out DIR"
+                + (f" --lut {args.lut}" if model == "lut-sum" else "")
             )
             result = train_predictor(
                 ds,
                 model,
+                lut=args.lut if model == "lut-sum" else None,
                 seed=args.seed,
                 fractions=fractions,
                 max_train_archs=args.train,
