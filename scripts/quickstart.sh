@@ -29,7 +29,7 @@ echo "   meets 7x as measured is kept); then validate: the result and BERT-base 
 rm -rf "$out/search"
 "$lb" search --predictor "$out/predictor" --space bert --latency-constraint 7 \
     --method evolutionary --budget 1000 --seed 0 --device cpu --threads 1 --measure-top 8 \
-    --budget-s 3 --min-samples 20 --validate --out "$out/search"
+    --rounds 5 --min-samples 30 --budget-s 5 --validate --out "$out/search"
 echo
 echo "== report"
 "$venv/bin/python" - "$out/search" <<'PY'

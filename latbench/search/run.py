@@ -236,7 +236,11 @@ def choose_by_measurement(
     on_progress: Callable[[int, int, dict[str, Any] | None], None] | None = None,
 ) -> MeasuredChoice:
     """Measure ``k`` candidates and the reference in one interleaved run; the best that meets the
-    constraint *as measured* becomes ``outcome.best`` (the predicted best stays when none does)."""
+    constraint *as measured* becomes ``outcome.best`` (the predicted best stays when none does).
+
+    Candidates whose whole CI lies under the bound come first; only when none does is a candidate
+    whose median alone meets it taken.
+    """
     from latbench.search.measure import measure_models
 
     if k < 1:
@@ -258,24 +262,29 @@ def choose_by_measurement(
     target = ref_ms / c.speedup if c.speedup is not None else c.target_ms
     bound, floor = c.high * target, c.low * target
     out_rows = []
-    chosen: int | None = None
-    for i, (e, row) in enumerate(zip(cands, rows[1:])):
-        ms = float(row["median_ms"])
-        ok = floor <= ms <= bound
+    for e, row in zip(cands, rows[1:]):
+        ms, hi = float(row["median_ms"]), float(row["ci_high_ms"])
         out_rows.append(
             {
                 "arch_json": e.arch.to_json(),
                 "describe": e.arch.describe(),
                 "predicted_ms": e.latency_ms,
                 "measured_ms": ms,
+                "measured_ci_high_ms": hi,
                 "measured_speedup": ref_ms / ms,
                 "quality": e.quality,
-                "meets_constraint": ok,
+                "meets_constraint": floor <= ms <= bound,
+                # its whole CI under the bound: a re-measurement is less likely to land over it
+                "confidently_meets": floor <= ms and hi <= bound,
                 "unstable": bool(row["unstable"]),
             }
         )
-        if ok and (chosen is None or (e.quality, ms) < (cands[chosen].quality, out_rows[chosen]["measured_ms"])):
-            chosen = i
+    chosen: int | None = None
+    for key in ("confidently_meets", "meets_constraint"):
+        ok = [i for i, r in enumerate(out_rows) if r[key]]
+        if ok:
+            chosen = min(ok, key=lambda i: (cands[i].quality, out_rows[i]["measured_ms"]))
+            break
     choice = MeasuredChoice(ref_ms, target, bound, floor, out_rows, chosen, deploy.key())
     outcome.measured = choice
     if chosen is not None:
