@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seeds", type=int, default=20, help="Seeds of the violation test.")
     ap.add_argument("--hv-seeds", type=int, default=10)
-    ap.add_argument("--budget-s", type=float, default=3.0, help="Measurement budget per model.")
+    ap.add_argument("--budget-s", type=float, default=5.0, help="Measurement budget per model.")
     ap.add_argument("--write", action="store_true", help="Write the section of benchmarks/RESULTS.md.")
     args = ap.parse_args()
 
@@ -67,7 +67,7 @@ def main() -> None:
     mlp = train_predictor(ds, "mlp", seed=0)
     fit_s = time.perf_counter() - t0
     deploy = DeployConfig(backend="torch", device="cpu", threads=args.threads, batch=1, seq_len=seq)
-    proto = ProtocolConfig(budget_s=args.budget_s, min_samples=20)
+    proto = ProtocolConfig(budget_s=args.budget_s, min_samples=30, min_rounds=5)
     load_before = os.getloadavg()[0]
     reference = measured_reference(space, deploy, proto)
     proxy = get_quality("proxy")
