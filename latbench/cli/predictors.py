@@ -29,6 +29,10 @@ STATISTIC_HELP = (
 )
 DEPLOYMENT_HELP = "For a store holding several deployments: the deploy key (or a unique part of it) to use."
 FORCE_HELP = "Use data from another device, deployment, workload or statistic than the predictor's."
+DRIFT_HELP = (
+    "Bring each row's latency to the store's median machine speed: x (median ref_ms / ref_ms)^BETA, "
+    "ref_ms being the reference workload timed in the row's rounds (1: full, 0.5: shrunk, 0: off)."
+)
 
 
 def _parse_params(params: list[str]) -> dict[str, str]:
@@ -108,6 +112,7 @@ def train_predictor(
     max_train_archs: int | None = typer.Option(None, "--max-train-archs", help="Cap on training architectures."),
     max_test_archs: int | None = typer.Option(None, "--max-test-archs", help="Cap on test architectures."),
     force: bool = typer.Option(False, "--force", help="lut-sum: use a table measured elsewhere than the data."),
+    drift_correction: float = typer.Option(0.0, "--drift-correction", help=DRIFT_HELP),
 ) -> None:
     """Train a latency predictor (architectures split train/val/test 80/10/10), print its metrics, write DIR."""
     from latbench.predictors.base import TRAINABLE
@@ -121,7 +126,7 @@ def train_predictor(
         if value is not None and value < 1:
             raise LatbenchError(name, f"must be >= 1, got {value}")
     fractions = _parse_split(split)
-    ds = load_dataset(data, statistic, deployment)
+    ds = load_dataset(data, statistic, deployment, drift_correction)
     result = run_train(
         ds,
         model,
@@ -134,7 +139,8 @@ def train_predictor(
         force=force,
         command=_train_command(
             data, model, out, seed, ds.statistic if ds.kind == "store" else None, lut, deployment, param
-        ),
+        )
+        + (f" --drift-correction {drift_correction:g}" if drift_correction else ""),
     )
     save_trained(result, out)
     console.print(_metrics_table(result.metrics, f"{model} on {data} ({ds.statistic}; {ds.validity.describe()})"))
@@ -271,13 +277,14 @@ def evaluate_predictor(
     deployment: str | None = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    drift_correction: float = typer.Option(0.0, "--drift-correction", help=DRIFT_HELP),
 ) -> None:
     """Judge a predictor on measured data: MAPE, RMSE, share within ±5%/±10%, Kendall τ, Spearman ρ."""
     from latbench.predictors.train import check_data, load_dataset_for
     from latbench.predictors.train import evaluate_predictor as run_evaluate
 
     pred = _load(predictor)
-    ds = load_dataset_for(pred, data, statistic, deployment)
+    ds = load_dataset_for(pred, data, statistic, deployment, drift_correction)
     _note_forced(check_data(pred, ds, force))
     metrics, _ = run_evaluate(pred, ds, force=True)
     if as_json:

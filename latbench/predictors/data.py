@@ -199,6 +199,8 @@ class Dataset:
         sha256: Hash of the file's bytes.
         feature_columns: The given feature columns (tables).
         fingerprints: ``env_id -> fingerprint`` (stores).
+        drift_correction: The exponent ``beta`` of the machine-speed correction applied to the
+            targets (0: none); see :func:`load_store_dataset`.
     """
 
     path: str
@@ -211,6 +213,7 @@ class Dataset:
     sha256: str
     feature_columns: tuple[str, ...] = ()
     fingerprints: dict[str, Any] = field(default_factory=dict)
+    drift_correction: float = 0.0
 
     def __len__(self) -> int:
         return int(self.target_ms.size)
@@ -232,6 +235,7 @@ class Dataset:
             sha256=self.sha256,
             feature_columns=self.feature_columns,
             fingerprints=self.fingerprints,
+            drift_correction=self.drift_correction,
         )
 
 
@@ -304,7 +308,10 @@ def _strip_workload(key: str) -> str:
 
 
 def load_store_dataset(
-    path: str | os.PathLike[str], statistic: str = "median", deployment: str | None = None
+    path: str | os.PathLike[str],
+    statistic: str = "median",
+    deployment: str | None = None,
+    drift_correction: float = 0.0,
 ) -> Dataset:
     """Whole-model rows of a result store as a :class:`Dataset`.
 
@@ -313,6 +320,12 @@ def load_store_dataset(
         statistic: ``median`` (``median_ms``), ``p10``, ``min`` or ``mean``.
         deployment: When the store holds several deployments, the one to use: a
             deploy key (its workload part is ignored) or a unique substring of one.
+        drift_correction: ``beta`` in ``target * (median(ref_ms) / ref_ms) ** beta``: each row's
+            latency brought to the store's median machine speed, read from the reference
+            workload the protocol times in every round (``ref_ms``). A shared machine's speed
+            drifts by a few percent over a long profile, for every workload alike; 1 corrects by
+            the reference fully, values below 1 shrink the correction (the reference is itself a
+            noisy reading of the speed). 0: the targets as measured.
     """
     from latbench.profiling.store import ResultStore
 
@@ -350,6 +363,17 @@ def load_store_dataset(
     bad = ~np.isfinite(target) | (target <= 0)
     if bad.any():
         raise LatbenchError(where, f"{int(bad.sum())} model row(s) have no positive {column}")
+    if not (isinstance(drift_correction, (int, float)) and 0.0 <= drift_correction <= 1.0):
+        raise LatbenchError("--drift-correction", f"expected a number in [0, 1], got {drift_correction!r}")
+    if drift_correction > 0:
+        ref = pd.to_numeric(df["ref_ms"], errors="coerce").to_numpy(np.float64) if "ref_ms" in df else None
+        if ref is None or not (np.isfinite(ref) & (ref > 0)).all():
+            raise LatbenchError(
+                "--drift-correction",
+                f"{where} lacks the machine-speed reference (ref_ms) on some rows (CPU rows profiled by this "
+                "latbench carry it)",
+            )
+        target = target * (np.median(ref) / ref) ** drift_correction
     frame = df.drop(columns=[c for c in ("samples_ms",) if c in df.columns]).reset_index(drop=True)
     first = frame.iloc[0]
     deploy = deployment_of(str(first["deploy_key"]), first.to_dict())
@@ -382,6 +406,7 @@ def load_store_dataset(
         validity=validity,
         sha256=file_sha256(path),
         fingerprints={e: envs.get(e, {}) for e in env_ids},
+        drift_correction=float(drift_correction),
     )
 
 
@@ -469,7 +494,12 @@ def dataset_kind(path: str | os.PathLike[str]) -> str:
     )
 
 
-def load_dataset(path: str | os.PathLike[str], statistic: str | None = None, deployment: str | None = None) -> Dataset:
+def load_dataset(
+    path: str | os.PathLike[str],
+    statistic: str | None = None,
+    deployment: str | None = None,
+    drift_correction: float = 0.0,
+) -> Dataset:
     """A result store or an imported table, told apart by the file's metadata.
 
     Args:
@@ -477,11 +507,14 @@ def load_dataset(path: str | os.PathLike[str], statistic: str | None = None, dep
         statistic: For a store: ``median`` (default), ``p10``, ``min`` or ``mean``. For a table:
             None, or the table's own statistic.
         deployment: For a store holding several deployments, which one (see :func:`load_store_dataset`).
+        drift_correction: For a store: the machine-speed correction (see :func:`load_store_dataset`).
     """
     if dataset_kind(path) == "store":
-        return load_store_dataset(path, statistic or "median", deployment)
+        return load_store_dataset(path, statistic or "median", deployment, drift_correction)
     if deployment is not None:
         raise LatbenchError("--deployment", "applies to result stores, not to an imported table")
+    if drift_correction:
+        raise LatbenchError("--drift-correction", "applies to result stores, not to an imported table")
     return load_table_dataset(path, statistic)
 
 

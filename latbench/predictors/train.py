@@ -157,6 +157,7 @@ def train_predictor(
             "rows": len(dataset),
             "architectures": dataset.n_groups,
             "target": STATISTIC_COLUMNS.get(dataset.statistic, "target") if dataset.kind == "store" else "latency_ms",
+            "drift_correction": dataset.drift_correction,
         },
         validity=dataset.validity.to_dict(),
         split={
@@ -222,11 +223,12 @@ def load_dataset_for(
     path: str | os.PathLike[str],
     statistic: str | None = None,
     deployment: str | None = None,
+    drift_correction: float = 0.0,
 ) -> Dataset:
     """Load data to judge ``predictor`` on: a store's target defaults to the statistic the predictor predicts."""
     if statistic is None and dataset_kind(path) == "store":
         statistic = predictor.statistic if predictor.statistic in STATISTIC_COLUMNS else "median"
-    return load_dataset(path, statistic, deployment)
+    return load_dataset(path, statistic, deployment, drift_correction)
 
 
 def evaluate_predictor(predictor: Predictor, dataset: Dataset, force: bool = False) -> tuple[Metrics, Prediction]:

@@ -41,6 +41,7 @@ def write_synthetic_store(
     seed: int = 0,
     precision: str = "fp32",
     space: Any = "bert",
+    drift: float = 0.0,
 ) -> Path:
     """A result store of whole-model rows of architectures of ``space`` (a name or a SearchSpace)
     with a synthetic latency and 1% noise."""
@@ -53,7 +54,8 @@ def write_synthetic_store(
             deploy = DeployConfig(
                 backend="torch", device="cpu", mode="eager", precision=precision, threads=1, batch=1, seq_len=seq
             )
-            ms = synthetic_latency_ms(arch, 1, seq, scale) * float(np.exp(rng.normal(0, 0.01)))
+            speed = float(np.exp(rng.normal(0, drift))) if drift else 1.0  # the machine's slowdown at this row
+            ms = synthetic_latency_ms(arch, 1, seq, scale) * float(np.exp(rng.normal(0, 0.01))) * speed
             cost = model_cost(arch, 1, seq).total
             rows.append(
                 {
@@ -83,6 +85,7 @@ def write_synthetic_store(
                     "flops": cost.flops,
                     "params": cost.params,
                     "roofline_ms": None,
+                    **({"ref_ms": 8.0 * speed} if drift else {}),
                 }
             )
     with ResultStore(path) as store:

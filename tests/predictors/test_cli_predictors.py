@@ -126,3 +126,20 @@ def test_store_train_and_predict_one_arch(store_path, tmp_path):
 def test_bad_inputs_exit_2_with_one_line(store_path, tmp_path, args, fragments):
     r = run(*[a.format(store=store_path, tmp=tmp_path) for a in args])
     assert_one_line_error(r, *fragments)
+
+
+def test_train_and_evaluate_with_drift_correction(tmp_path):
+    from tests.predictors.conftest import write_synthetic_store
+
+    store = write_synthetic_store(tmp_path / "d.parquet", n_archs=60, seq_lens=(128,), drift=0.05)
+    out = tmp_path / "p"
+    r = run("train-predictor", "--data", store, "--model", "roofline-linear", "--out", out, "--drift-correction", 1)
+    assert r.exit_code == 0, r.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["training_data"]["drift_correction"] == 1.0 and "--drift-correction 1" in card["command"]
+    r = run("evaluate-predictor", "--predictor", out, "--data", store, "--drift-correction", 1, "--json")
+    corrected = json.loads(r.stdout)["mape"]
+    r = run("evaluate-predictor", "--predictor", out, "--data", store, "--json")
+    assert corrected < json.loads(r.stdout)["mape"]
+    r = run("train-predictor", "--data", store, "--model", "xgboost", "--out", tmp_path / "x", "--drift-correction", 3)
+    assert r.exit_code == 2 and "--drift-correction" in r.stderr

@@ -111,3 +111,26 @@ def test_mlp_and_xgboost_train_on_a_table(hat_cpu):
     for model in ("mlp", "xgboost"):
         result = train_predictor(ds, model, seed=1, config=FAST[model])
         assert np.isfinite(result.metrics["test"].mape)
+
+
+def test_drift_correction_brings_rows_to_one_machine_speed(tmp_path):
+    import numpy as np
+
+    from latbench.errors import LatbenchError
+    from latbench.predictors.data import load_dataset
+    from latbench.space import Arch
+    from tests.predictors.conftest import synthetic_latency_ms, write_synthetic_store
+
+    store = write_synthetic_store(tmp_path / "d.parquet", n_archs=60, seq_lens=(128,), drift=0.05)
+    raw, fixed = load_dataset(store), load_dataset(store, drift_correction=1.0)
+    truth = np.array([synthetic_latency_ms(Arch.from_json(a), 1, 128) for a in raw.frame["arch"]])
+    spread = lambda y: float(np.std(np.log(y / truth)))  # noqa: E731
+    assert spread(raw.target_ms) > 0.03 and spread(fixed.target_ms) < 0.015  # 5% drift gone, 1% noise left
+    assert fixed.drift_correction == 1.0 and raw.drift_correction == 0.0
+    half = load_dataset(store, drift_correction=0.5)
+    assert spread(fixed.target_ms) < spread(half.target_ms) < spread(raw.target_ms)
+    plain = write_synthetic_store(tmp_path / "p.parquet", n_archs=10, seq_lens=(128,))
+    with pytest.raises(LatbenchError, match="lacks the machine-speed reference"):
+        load_dataset(plain, drift_correction=1.0)
+    with pytest.raises(LatbenchError, match=r"\[0, 1\]"):
+        load_dataset(store, drift_correction=2.0)
