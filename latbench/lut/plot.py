@@ -191,7 +191,7 @@ def plot_slice(sl: TableSlice, path: str | os.PathLike[str], title: str = "") ->
     from latbench.io import atomic_write
 
     data = np.ma.masked_invalid(sl.values)
-    width = min(12.0, 3.0 + 0.45 * len(sl.x))
+    width = min(12.0, max(5.5, 3.0 + 0.45 * len(sl.x)))  # wide enough for the two-line title
     height = min(9.0, 2.5 + 0.4 * len(sl.y))
     fig, ax = plt.subplots(figsize=(width, height), dpi=110)
     try:
@@ -212,7 +212,10 @@ def plot_slice(sl: TableSlice, path: str | os.PathLike[str], title: str = "") ->
                 text = "n/a" if np.isnan(v) else f"{v:.3g}"
                 colour = "black" if np.isnan(v) or v > mid else "white"
                 ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
-        ax.set_title(title or sl.describe(), fontsize=9)
+        import textwrap
+
+        text = "\n".join(textwrap.fill(line, 70) for line in (title or sl.describe()).splitlines())
+        ax.set_title(text, fontsize=8)
         fig.tight_layout()
         return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     finally:
