@@ -60,7 +60,10 @@ class LatencyConstraint:
 
     With ``margin``, the predictor's upper interval bound (not its point) must lie under
     the top of the window, and its lower bound over the bottom: a safety margin as wide as
-    the predictor's own uncertainty.
+    the predictor's own uncertainty. An interval is never taken narrower than
+    ``margin_floor`` (a ratio to the point, set from the predictor's typical interval over the
+    space): a search maximising quality under the bound would otherwise seek out exactly the
+    architectures whose interval happens to collapse onto the point, and gain no margin at all.
 
     Attributes:
         target_ms: The latency asked for, ms.
@@ -76,6 +79,7 @@ class LatencyConstraint:
     low: float = 0.0
     high: float = 1.0
     margin: bool = False
+    margin_floor: float = 1.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.target_ms) and self.target_ms > 0):
@@ -84,6 +88,8 @@ class LatencyConstraint:
             raise LatbenchError("--latency-constraint", f"must be a positive speed-up, got {self.speedup}")
         if not (0.0 <= self.low < self.high and math.isfinite(self.high)):
             raise LatbenchError("--window", f"expected 0 <= low < high, got {self.low},{self.high}")
+        if not (math.isfinite(self.margin_floor) and self.margin_floor >= 1.0):
+            raise LatbenchError("--safety-margin", f"the interval floor must be a ratio >= 1, got {self.margin_floor}")
 
     @classmethod
     def speedup_over(cls, reference_ms: float, speedup: float, **kwargs: Any) -> LatencyConstraint:
@@ -102,11 +108,18 @@ class LatencyConstraint:
         """The smallest accepted latency (0 without a window)."""
         return self.low * self.target_ms
 
+    def _ends(self, ms: np.ndarray, low_ms: Any, high_ms: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The latencies the window judges: the point, or with a margin the (floored) interval."""
+        if not self.margin:
+            return ms, ms
+        top = ms if high_ms is None else np.asarray(high_ms, dtype=np.float64)
+        bottom = ms if low_ms is None else np.asarray(low_ms, dtype=np.float64)
+        return np.maximum(top, ms * self.margin_floor), np.minimum(bottom, ms / self.margin_floor)
+
     def feasible(self, ms: Any, low_ms: Any = None, high_ms: Any = None) -> np.ndarray:
         """Whether each predicted latency is accepted (by its interval with ``margin``)."""
         ms = np.asarray(ms, dtype=np.float64)
-        top = np.asarray(high_ms, dtype=np.float64) if (self.margin and high_ms is not None) else ms
-        bottom = np.asarray(low_ms, dtype=np.float64) if (self.margin and low_ms is not None) else ms
+        top, bottom = self._ends(ms, low_ms, high_ms)
         ok = top <= self.bound_ms
         if self.low > 0:
             ok &= bottom >= self.floor_ms
@@ -115,8 +128,7 @@ class LatencyConstraint:
     def violation(self, ms: Any, low_ms: Any = None, high_ms: Any = None) -> np.ndarray:
         """How far outside the window each latency lies, relative to the target (0 inside)."""
         ms = np.asarray(ms, dtype=np.float64)
-        top = np.asarray(high_ms, dtype=np.float64) if (self.margin and high_ms is not None) else ms
-        bottom = np.asarray(low_ms, dtype=np.float64) if (self.margin and low_ms is not None) else ms
+        top, bottom = self._ends(ms, low_ms, high_ms)
         over = np.maximum(0.0, top - self.bound_ms)
         under = np.maximum(0.0, self.floor_ms - bottom) if self.low > 0 else np.zeros_like(ms)
         return (over + under) / self.target_ms
@@ -129,7 +141,7 @@ class LatencyConstraint:
         if self.low > 0 or self.high != 1.0:
             what += f", window [{self.low:g}, {self.high:g}] ({self.floor_ms:.4g} to {self.bound_ms:.4g} ms)"
         if self.margin:
-            what += ", judged by the predictor's interval"
+            what += f", judged by the predictor's interval (at least x{self.margin_floor:.3g} of the point)"
         return what
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,7 +151,8 @@ class LatencyConstraint:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LatencyConstraint:
-        return cls(**{k: data[k] for k in ("target_ms", "speedup", "reference_ms", "low", "high", "margin")})
+        keys = ("target_ms", "speedup", "reference_ms", "low", "high", "margin")
+        return cls(**{k: data[k] for k in keys}, margin_floor=float(data.get("margin_floor", 1.0)))
 
 
 def parse_window(text: str | None) -> tuple[float, float] | None:

@@ -336,6 +336,13 @@ def deploy_validity(deploy: Any, family: str) -> Any:
     )
 
 
+def typical_interval_ratio(space: SearchSpace, oracle: LatencyOracle, samples: int = 2000, seed: int = 0) -> float:
+    """The median ratio of the predictor's upper interval end to its point over a sample of the space."""
+    archs = space.sample(np.random.default_rng(seed), n=samples)
+    p = oracle.predictor.predict_archs(archs, batch=oracle.batch, seq_len=oracle.seq_len)  # type: ignore[arg-type]
+    return float(max(1.0, np.median(p.high_ms / p.ms)))
+
+
 def make_problem(
     space: SearchSpace,
     predictor: Any,
@@ -363,12 +370,20 @@ def make_problem(
     if reference is None:
         reference = predicted_reference(space, oracle)
     low, high = window
+    floor = typical_interval_ratio(space, oracle) if margin else 1.0
     if speedup is not None:
-        constraint = LatencyConstraint.speedup_over(reference.latency_ms, speedup, low=low, high=high, margin=margin)
+        constraint = LatencyConstraint.speedup_over(
+            reference.latency_ms, speedup, low=low, high=high, margin=margin, margin_floor=floor
+        )
     else:
         assert latency_ms is not None
         constraint = LatencyConstraint(
-            target_ms=latency_ms, reference_ms=reference.latency_ms, low=low, high=high, margin=margin
+            target_ms=latency_ms,
+            reference_ms=reference.latency_ms,
+            low=low,
+            high=high,
+            margin=margin,
+            margin_floor=floor,
         )
     return SearchProblem(space, oracle, constraint, quality), reference
 

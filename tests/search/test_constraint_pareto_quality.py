@@ -27,6 +27,12 @@ def test_speedup_constraint_bound_window_and_margin():
     assert list(LatencyConstraint(target_ms=100.0).feasible([95.0], [90.0], [104.0])) == [True]
     assert m.violation([95.0], [90.0], [104.0])[0] == pytest.approx(0.04)
     assert LatencyConstraint.from_dict(w.to_dict()) == w
+    # an interval that collapsed onto its point still gets the floor's margin
+    floored = LatencyConstraint(target_ms=100.0, margin=True, margin_floor=1.08)
+    assert list(floored.feasible([95.0, 92.0], [90.0, 90.0], [95.0, 92.0])) == [False, True]
+    assert LatencyConstraint.from_dict(floored.to_dict()) == floored
+    with pytest.raises(LatbenchError, match="ratio >= 1"):
+        LatencyConstraint(target_ms=100.0, margin=True, margin_floor=0.9)
 
 
 @pytest.mark.parametrize(
