@@ -140,7 +140,10 @@ def train_predictor(
         command=_train_command(
             data, model, out, seed, ds.statistic if ds.kind == "store" else None, lut, deployment, param
         )
-        + (f" --drift-correction {drift_correction:g}" if drift_correction else ""),
+        + (f" --drift-correction {drift_correction:g}" if drift_correction else "")
+        + (f" --split {split}" if fractions != (0.8, 0.1, 0.1) else "")
+        + (f" --max-train-archs {max_train_archs}" if max_train_archs is not None else "")
+        + (f" --max-test-archs {max_test_archs}" if max_test_archs is not None else ""),
     )
     save_trained(result, out)
     console.print(_metrics_table(result.metrics, f"{model} on {data} ({ds.statistic}; {ds.validity.describe()})"))

@@ -133,10 +133,26 @@ def test_train_and_evaluate_with_drift_correction(tmp_path):
 
     store = write_synthetic_store(tmp_path / "d.parquet", n_archs=60, seq_lens=(128,), drift=0.05)
     out = tmp_path / "p"
-    r = run("train-predictor", "--data", store, "--model", "roofline-linear", "--out", out, "--drift-correction", 1)
+    r = run(
+        "train-predictor",
+        "--data",
+        store,
+        "--model",
+        "roofline-linear",
+        "--out",
+        out,
+        "--drift-correction",
+        1,
+        "--split",
+        "0.7,0.1,0.2",
+        "--max-train-archs",
+        30,
+    )
     assert r.exit_code == 0, r.output
     card = json.loads((out / "card.json").read_text())
     assert card["training_data"]["drift_correction"] == 1.0 and "--drift-correction 1" in card["command"]
+    # the card's command rebuilds the same predictor
+    assert "--split 0.7,0.1,0.2" in card["command"] and "--max-train-archs 30" in card["command"]
     r = run("evaluate-predictor", "--predictor", out, "--data", store, "--drift-correction", 1, "--json")
     corrected = json.loads(r.stdout)["mape"]
     r = run("evaluate-predictor", "--predictor", out, "--data", store, "--json")
