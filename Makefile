@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(PY)
 	# litgpt (the LitGPT export of the gpt family is tested against it) pins huggingface-hub<1.4,
 	# which transformers 5 cannot use; its code runs with the newer hub, so it goes in without its pins.
 	$(PY) -m pip install --quiet --no-deps "litgpt>=0.5,<0.6"
-	$(PY) -m pip install --quiet lightning "jsonargparse[signatures]>=4.37,<=4.41" tqdm tokenizers
+	$(PY) -m pip install --quiet lightning "jsonargparse[signatures]>=4.37,<=4.41" tqdm tokenizers psutil
 	@touch $(STAMP)
 
 install: $(STAMP)
