@@ -165,6 +165,12 @@ def search(
     searcher_cls.config_class.from_dict(config, f"--param ({method})")  # bad parameters fail before any work
     win = parse_window(window) or default_window(method)
     pred = load_predictor(predictor)
+    if pred.features is None or pred.features.kind != "arch":
+        raise LatbenchError(
+            "--predictor",
+            f"{predictor} was trained on an imported table; a search needs one trained on architectures "
+            "(a result store from latbench profile)",
+        )
     b = _workload_default(pred, "batch", batch, "--batch") or 1
     s = None if sp.family == "vit" else _workload_default(pred, "seq_len", seq, "--seq")
     if sp.family != "vit" and s is None:

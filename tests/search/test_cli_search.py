@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -120,6 +121,20 @@ def test_bad_search_input_is_one_line(xgb_dir, reference_ms, tmp_path, extra, fr
     r = run("search", "--predictor", xgb_dir, "--reference-ms", reference_ms, "--out", out, *extra)
     assert_one_line_error(r, *fragments)
     assert not out.exists(), "a failed search left files behind"
+
+
+def test_search_refuses_a_predictor_trained_on_a_table(tmp_path):
+    from latbench.predictors.data import load_dataset
+    from latbench.predictors.train import save_trained, train_predictor
+
+    hat = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "hat" / "wmt14ende_cpu_xeon_all.csv"
+    if not hat.is_file():
+        pytest.skip(f"{hat} not found (shared/ beside the checkout)")
+    run("import", "hat", hat, "--out", tmp_path / "hat.parquet")
+    result = train_predictor(load_dataset(tmp_path / "hat.parquet"), "roofline-linear", seed=0)
+    save_trained(result, tmp_path / "p", plot=False)
+    r = run("search", "--predictor", tmp_path / "p", "--latency-constraint", 2, "--out", tmp_path / "o")
+    assert_one_line_error(r, "--predictor", "imported table")
 
 
 def test_search_refuses_a_directory_that_is_not_a_predictor(tmp_path):
