@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The main job on the CPU, end to end: profile a sample of the bert space, train a predictor,
 # search for an architecture 7x faster than BERT-base on this machine, and validate it by measuring.
-# Called by `make quickstart`; takes about 5-8 minutes on a 2-core machine.
+# Called by `make quickstart`; about 7 minutes on one core of a 2-core machine (after the install).
 set -euo pipefail
 venv=${1:-.venv}
 lb="$venv/bin/latbench"
 out=${QUICKSTART_OUT:-runs/quickstart}
-samples=${QUICKSTART_SAMPLES:-120}
+samples=${QUICKSTART_SAMPLES:-100}
 mkdir -p "$out"
 # One thread: on a small shared machine two threads wait on the slower core (MEASUREMENT.md).
 measure=(--device cpu --threads 1 --batch 1 --seq 128)
