@@ -68,9 +68,6 @@ class LatencyOracle:
         self.calls += 1
         return Prediction(out[0], out[1], out[2])
 
-    def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True, eq=False)
 class Evaluation:

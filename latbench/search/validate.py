@@ -22,18 +22,23 @@ from latbench.space import Arch
 VALIDATE_FORMAT = "latbench-search-validation"
 
 
-def archs_to_validate(search_dir: str | Path, doc: dict[str, Any], top: int = 1, front: bool = True) -> list[Arch]:
-    """The best architecture, the next ``top - 1`` by quality, and (nsga2) the Pareto front."""
+def archs_to_validate(
+    search_dir: str | Path, doc: dict[str, Any], top: int = 1, front: bool = True
+) -> tuple[list[Arch], dict[str, dict[str, Any]]]:
+    """The best architecture, the next ``top - 1`` by quality, and (nsga2) the Pareto front;
+    with every predicted entry of the search by canonical JSON."""
     from latbench.io import read_json
 
-    archs = [Arch.from_json(doc["best"]["arch_json"])]
-    for entry in doc.get("top", [])[: max(0, top)]:
-        archs.append(Arch.from_json(entry["arch_json"]))
+    entries = [doc["best"], *doc.get("top", [])[: max(0, top)]]
+    predicted = {e["arch_json"]: e for e in [doc["best"], *doc.get("top", [])]}
     pareto = Path(search_dir) / "pareto.json"
-    if front and pareto.is_file():
-        for entry in read_json(pareto).get("front", []):
-            archs.append(Arch.from_json(entry["arch_json"]))
-    return list({a.to_json(): a for a in archs}.values())
+    if pareto.is_file():
+        front_entries = read_json(pareto).get("front", [])
+        predicted.update({e["arch_json"]: e for e in front_entries})
+        if front:
+            entries += front_entries
+    archs = [Arch.from_json(e["arch_json"]) for e in entries]
+    return list({a.to_json(): a for a in archs}.values()), predicted
 
 
 def check_deploy(doc: dict[str, Any], deploy: Any) -> None:
@@ -74,15 +79,9 @@ def validate_search(
     doc = read_result(search_dir)
     check_deploy(doc, deploy)
     mismatches = predictor_mismatches(doc, deploy)
-    found = archs_to_validate(search_dir, doc, top, front)
+    found, predicted = archs_to_validate(search_dir, doc, top, front)
     reference = Arch.from_json(doc["reference"]["arch"])
     constraint = LatencyConstraint.from_dict(doc["constraint"])
-    predicted = {e["arch_json"]: e for e in [doc["best"], *doc.get("top", [])]}
-    pareto = Path(search_dir) / "pareto.json"
-    if pareto.is_file():
-        from latbench.io import read_json
-
-        predicted.update({e["arch_json"]: e for e in read_json(pareto).get("front", [])})
     rows = measure_models(
         [reference, *found],
         doc["space"],
