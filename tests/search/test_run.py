@@ -156,3 +156,21 @@ def test_gradient_and_candidate_on_a_per_block_space(tmp_path):
     problem, _ = make_problem(space, mlp, get_quality("proxy"), ref, speedup=4.0, window=(0.85, 1.1))
     out = run_search(problem, "candidate", budget=20, seed=0, config={"max_grid": 5000})
     assert all(e.arch.uniform and e.feasible for e in out.history)
+
+
+def test_validation_takes_the_best_the_top_and_the_front(tmp_path, mlp, reference_ms):
+    from latbench.search.constraint import Reference
+    from latbench.search.run import read_result
+    from latbench.search.validate import archs_to_validate
+
+    problem = problem_for(mlp, reference_ms)
+    out = run_search(problem, "nsga2", budget=80, seed=1, config={"population_size": 20})
+    ref = Reference(problem.space.reference.to_json(), reference_ms, "given")
+    write_outputs(tmp_path, out, problem, ref)
+    doc = read_result(tmp_path)
+    archs, predicted = archs_to_validate(tmp_path, doc, top=2, front=False)
+    keys = [a.to_json() for a in archs]
+    assert keys[0] == out.best.arch.to_json() and len(keys) == len(set(keys)) <= 2
+    with_front, _ = archs_to_validate(tmp_path, doc, top=1, front=True)
+    assert {e.arch.to_json() for e in out.front} <= {a.to_json() for a in with_front}
+    assert all(a.to_json() in predicted for a in with_front)
