@@ -97,8 +97,15 @@ def protocol_config(
         raise LatbenchError(flag, exc.what) from None
 
 
-def progress_bar(title: str) -> tuple[Any, Any]:
-    """A rich progress bar with ETA and the ``on_progress(done, total, row)`` callback that drives it."""
+def _describe_row(row: dict[str, Any]) -> str:
+    return f"{row['scope']} {row['median_ms']:.3f} ms" + (" (unstable)" if row["unstable"] else "")
+
+
+def progress_bar(title: str, describe: Any = _describe_row) -> tuple[Any, Any]:
+    """A rich progress bar with ETA and the ``on_progress(done, total, item)`` callback that drives it.
+
+    ``describe(item)`` is the text beside the bar for an item (default: a store row's scope and median).
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -120,14 +127,12 @@ def progress_bar(title: str) -> tuple[Any, Any]:
     )
     task = None
 
-    def on_progress(done: int, total: int, row: dict[str, Any] | None) -> None:
+    def on_progress(done: int, total: int, row: Any) -> None:
         nonlocal task
         if task is None:
             task = progress.add_task("", total=total, completed=done)
             return
-        desc = ""
-        if row is not None:
-            desc = f"{row['scope']} {row['median_ms']:.3f} ms" + (" (unstable)" if row["unstable"] else "")
+        desc = "" if row is None else describe(row)
         progress.update(task, completed=done, description=desc)
 
     return progress, on_progress

@@ -32,27 +32,9 @@ _METHODS = "random, candidate, fast, evolutionary, gradient (needs an mlp predic
 
 
 def _progress(title: str) -> tuple[Any, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from latbench.cli.profile import progress_bar
 
-    progress = Progress(
-        TextColumn(f"[bold]{title}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-    )
-    task = None
-
-    def on_progress(done: int, total: int, best: Any) -> None:
-        nonlocal task
-        if task is None:
-            task = progress.add_task("", total=total, completed=done)
-            return
-        desc = "" if best is None else f"best {best.latency_ms:.3g} ms, quality {best.quality:.4g}"
-        progress.update(task, completed=done, description=desc)
-
-    return progress, on_progress
+    return progress_bar(title, lambda best: f"best {best.latency_ms:.3g} ms, quality {best.quality:.4g}")
 
 
 def _command_line(ctx: typer.Context) -> str:
