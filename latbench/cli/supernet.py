@@ -139,7 +139,9 @@ def evaluate(
         None, "--device", help="Measure the sub-network's latency on this device (cpu or cuda:N)."
     ),
     batch: int = BATCH,
-    force: bool = typer.Option(False, "--force", help="Predict even outside the predictor's batch/seq range."),
+    force: bool = typer.Option(
+        False, "--force", help="Predict outside the predictor's batch/seq range, or for another --device's deployment."
+    ),
     backend: str = BACKEND,
     mode: str | None = MODE,
     precision: str = PRECISION,
@@ -180,16 +182,24 @@ def evaluate(
     result = evaluate_subnet(trained, sub, split=split, max_examples=max_examples)  # type: ignore[arg-type]
     work_batch, seq_len = latency_workload(trained.config.data, batch)
     predicted = measured = None
+    deploy = None
+    if device is not None:
+        deploy = deploy_config(backend, device, mode, precision, threads, cache, work_batch, seq_len, option)
     if predictor is not None:
         from latbench.predictors.persist import load_predictor
 
-        predicted = predict_subnet_latency(
-            load_predictor(predictor), result.arch, batch=work_batch, seq_len=seq_len, force=force
-        )
-    if device is not None:
+        pred = load_predictor(predictor)
+        if deploy is not None and pred.validity is not None:
+            # a prediction beside a measurement must be for the same target (as in `latbench search --device`)
+            from latbench.cli.predictors import _note_forced
+            from latbench.search.run import deploy_validity
+
+            family = pred.validity.family or result.arch.family
+            _note_forced(pred.validity.check(deploy_validity(deploy, family), force, where="--predictor"))
+        predicted = predict_subnet_latency(pred, result.arch, batch=work_batch, seq_len=seq_len, force=force)
+    if deploy is not None:
         from latbench.search.measure import measure_models
 
-        deploy = deploy_config(backend, device, mode, precision, threads, cache, work_batch, seq_len, option)
         protocol = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
         space = trained.config.space
         (row,) = measure_models([result.arch], space.name if space is not None else "dense", deploy, protocol)

@@ -125,6 +125,17 @@ def test_evaluate_measures_the_latency_on_the_cpu(run_dir) -> None:
     assert_one_line_error(run(*args, "--device", "tpu"), "--device")
 
 
+def test_evaluate_refuses_a_prediction_for_another_target_than_the_measurement(run_dir, tmp_path) -> None:
+    fit_predictor(tmp_path / "pred")  # measured on "test CPU", eager fp32, 1 thread
+    quick = ["--budget-s", 0.1, "--min-samples", 5, "--max-samples", 10, "--calls-per-round", 5]
+    args = ["evaluate", "--supernet", run_dir, "--arch", SMALL, "--predictor", tmp_path / "pred", "--device", "cpu"]
+    assert_one_line_error(run(*args, "--threads", 1, *quick), "--predictor", "test CPU", "--force")
+    forced = run(*args, "--threads", 1, *quick, "--force", "--json")
+    assert forced.exit_code == 0, forced.output
+    out = json.loads(forced.stdout)
+    assert out["predicted"]["ms"] > 0 and out["measured"]["ms"] > 0
+
+
 @pytest.mark.parametrize("fmt", ["safetensors", "onnx", "hf", "litgpt"])
 def test_extract_writes_each_format(run_dir, tmp_path, fmt) -> None:
     if fmt == "onnx":
