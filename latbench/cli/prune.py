@@ -53,6 +53,12 @@ def prune(
     lut: str | None = typer.Option(
         None, "--lut", help="Latency table: a latbench LUT, NViT's latency_head.json, or 'measure' (on this CPU)."
     ),
+    overhead: Path | None = typer.Option(
+        None,
+        "--overhead",
+        help="A LUT-sum fit (its JSON, or a lut-sum predictor directory): price whole models, "
+        "a·Σblocks+b·n+c+d·rest_gflop, so the target holds for the model, not its blocks alone.",
+    ),
     latency_target: float | None = typer.Option(
         None, "--latency-target", help="Stop when LUT latency <= this fraction of the original's (0 < t < 1)."
     ),
@@ -132,6 +138,8 @@ def prune(
         raise
     if lut_path is None and (cfg.latency_target is not None or cfg.latency_regularization > 0):
         raise LatbenchError("--lut", "a latency target or --latency-regularization needs a latency table")
+    if overhead is not None and lut_path is None:
+        raise LatbenchError("--overhead", "prices a LUT's block sum; give --lut too")
     job = PruneJob(
         model=model,
         out=out,
@@ -141,6 +149,7 @@ def prune(
         ),
         baseline=TrainConfig(steps=baseline_steps, batch_size=batch_size, lr=2e-3, distill_alpha=0.0, seed=seed),
         lut=lut_path,
+        overhead=None if overhead is None else str(overhead),
         nvit_unit=nvit_unit,
         force_lut=force,
         latency_batch=latency_batch,

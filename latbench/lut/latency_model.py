@@ -271,10 +271,11 @@ class LutSumModel:
 
     def predict_arch(self, table: Any, arch: Any, extrapolate: bool = False, force: bool = False) -> float:
         """End-to-end ms of ``arch`` from a :class:`~latbench.lut.table.LookupTable` in ms."""
-        self._check_table_workload(table, force)
+        self.check_table(table, force)
         return self.end_to_end_ms(arch, table.arch_latency_ms(arch, extrapolate=extrapolate, force=force), table)
 
-    def _check_table_workload(self, table: Any, force: bool) -> None:
+    def check_table(self, table: Any, force: bool = False) -> None:
+        """Refuse a table measured at another workload than the fit's, unless ``force``."""
         have = table.meta.workload
         for key in ("batch", "seq_len", "image_size", "patch_size"):
             if key in self.workload and key in have and have[key] != self.workload[key] and not force:

@@ -43,7 +43,7 @@ LUT_COLUMNS: tuple[str, ...] = ("lut_sum_ms", "n_blocks", "rest_gflop")
 REST_COLUMN = "rest_gflop"
 
 # A fitted overhead can make a tiny model's latency negative; a latency is at least this (ms).
-_FLOOR_MS = 1e-6
+MIN_LATENCY_MS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,8 @@ class LutSumPredictor(Predictor):
     def _point(self, x: np.ndarray) -> np.ndarray:
         self._require_fitted()
         x = self._check(x)
-        return np.maximum(np.asarray(self.model.predict(x[:, 0], x[:, 1], self._rest(x)), dtype=np.float64), _FLOOR_MS)
+        ms = np.asarray(self.model.predict(x[:, 0], x[:, 1], self._rest(x)), dtype=np.float64)
+        return np.maximum(ms, MIN_LATENCY_MS)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self._point(x)

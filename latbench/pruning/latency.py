@@ -6,6 +6,12 @@ are not in the table). The gain of a group is NViT's ``compute_latency`` differe
 ``LUT(dims) - LUT(dims with that group one smaller)``: for a block's heads, QK, V
 or MLP group the one block changes, for the embedding width every block does.
 
+With an overhead fit (:class:`~latbench.lut.LutSumModel`, ``--overhead``) the price is the
+whole model's: ``a · Σ blocks + b · n_blocks + c + d · rest_gflop`` (embeddings and head by
+their GFLOPs), so a latency target holds for the model as deployed, not for its blocks alone.
+A block group's gain is then ``a`` times its LUT difference; the embedding width's also
+carries ``d`` times the head's and embeddings' saving.
+
 A table is either latbench's (``format: latbench-lut``) or NViT's
 ``latency_head.json``, read with NViT's interpolator conventions (zero row at
 EMB 0, ``MLP_1`` as the 0 point; see :mod:`latbench.lut.formats`). Only ratios
@@ -19,7 +25,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,7 +33,10 @@ from latbench.errors import LatbenchError
 from latbench.lut.table import LookupTable
 from latbench.space.arch import Arch, LayerSpec
 
-__all__ = ["LatencyCost", "load_lut"]
+if TYPE_CHECKING:
+    from latbench.lut.latency_model import LutSumModel
+
+__all__ = ["LatencyCost", "load_lut", "load_overhead"]
 
 _KIND_AXIS: dict[str, tuple[str, ...]] = {
     "emb": ("emb", "hidden"),
@@ -59,6 +68,27 @@ def load_lut(path: str | os.PathLike[str], nvit_unit: str | None = None) -> Look
     raise LatbenchError(str(path), "not a latency table: expected a latbench LUT or NViT's latency_head.json")
 
 
+def load_overhead(path: str | os.PathLike[str]) -> LutSumModel:
+    """Read a LUT-sum fit: its JSON file, or a ``lut-sum`` predictor directory (from ``train-predictor``).
+
+    Raises:
+        LatbenchError: Neither (one line naming the path).
+    """
+    from latbench.lut.latency_model import LutSumModel
+
+    p = Path(path)
+    if p.is_dir():
+        from latbench.predictors.persist import load_predictor
+
+        predictor = load_predictor(p)
+        if predictor.name != "lut-sum":
+            raise LatbenchError(
+                str(p), f"a {predictor.name} predictor, not a lut-sum one (train-predictor --model lut-sum)"
+            )
+        return predictor.model  # type: ignore[attr-defined,no-any-return]
+    return LutSumModel.load(p)
+
+
 class LatencyCost:
     """Prices architectures of one model with a block LUT.
 
@@ -66,15 +96,26 @@ class LatencyCost:
         table: The LUT (axes ``emb``/``hidden``, ``heads``, ``qk_dim``, optional ``v_dim``, ``mlp``).
         base: The unpruned architecture; the table must cover it.
         force: Use a table recorded for another family or workload (image size, patch size) anyway.
+        overhead: A LUT-sum fit: prices whole models (see the module docstring); the table must be in ms.
 
     Raises:
         LatbenchError: The table does not cover ``base`` (naming the axis and its bounds), has an
-            axis with no counterpart in a block, or was made for another family/workload (unless forced).
+            axis with no counterpart in a block, was made for another family/workload (unless forced),
+            or is in an unknown unit while an overhead fit is given.
     """
 
-    def __init__(self, table: LookupTable, base: Arch, force: bool = False) -> None:
+    def __init__(
+        self, table: LookupTable, base: Arch, force: bool = False, overhead: LutSumModel | None = None
+    ) -> None:
         self.table = table
         self.base = base
+        self.overhead = overhead
+        if overhead is not None:
+            if table.meta.unit != "ms":
+                raise LatbenchError(
+                    table.origin, "values are in an unknown unit; an overhead fit (--overhead) needs a table in ms"
+                )
+            overhead.check_table(table, force)
         self._axes = table.axis_names
         known = {a for names in _KIND_AXIS.values() for a in names}
         for name in self._axes:
@@ -131,8 +172,22 @@ class LatencyCost:
         return self.table.interpolate(self.points(arch)).values
 
     def latency(self, arch: Arch) -> float:
-        """Predicted latency of ``arch``: the sum of its blocks."""
-        return float(self.block_latencies(arch).sum())
+        """Predicted latency of ``arch``: the sum of its blocks, or with an overhead fit the whole model's."""
+        return self._whole(arch, float(self.block_latencies(arch).sum()))
+
+    def _whole(self, arch: Arch, block_sum: float) -> float:
+        if self.overhead is None:
+            return block_sum
+        from latbench.predictors.lut_sum import MIN_LATENCY_MS
+
+        return max(self.overhead.end_to_end_ms(arch, block_sum, self.table), MIN_LATENCY_MS)
+
+    def _rest_gain(self, arch: Arch) -> float:
+        """What one embedding unit less saves outside the blocks (0 without an overhead fit's ``d``)."""
+        oh = self.overhead
+        if oh is None or not oh.has_rest_term:
+            return 0.0
+        return oh.d * (oh.rest_gflop(arch, self.table) - oh.rest_gflop(arch.with_hidden(arch.hidden - 1), self.table))
 
     def ratio(self, arch: Arch) -> float:
         """Predicted latency of ``arch`` over the unpruned model's."""
@@ -161,19 +216,25 @@ class LatencyCost:
                 rows.append(self._point(arch.hidden, dims["heads"], dims["qk"], dims["v"], dims["mlp"]))
             where.append(((kind, block), slice(start, len(rows))))
         reduced = self.table.interpolate(np.array(rows)).values
+        scale = 1.0 if self.overhead is None else self.overhead.a
         out: dict[tuple[str, int | None], float] = {}
         for key, sl in where:
             kind, block = key
             before = float(per_block.sum()) if kind == "emb" else float(per_block[block])
-            out[key] = before - float(reduced[sl].sum())
+            out[key] = scale * (before - float(reduced[sl].sum())) + (self._rest_gain(arch) if kind == "emb" else 0.0)
         return out
 
     def describe(self) -> dict[str, Any]:
         """Where the table came from and what it predicts for the unpruned model."""
-        return {
+        out = {
             "origin": self.table.origin,
             "unit": self.unit,
             "source": self.table.meta.source,
             "device": self.table.meta.device,
             "original_latency": self.original,
+            "priced": "blocks" if self.overhead is None else "whole model",
         }
+        if self.overhead is not None:
+            oh = self.overhead
+            out["overhead"] = {"a": oh.a, "b": oh.b, "c": oh.c, "d": oh.d}
+        return out

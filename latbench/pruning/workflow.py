@@ -49,7 +49,7 @@ from latbench.io import atomic_write_json, atomic_write_text, read_json
 from latbench.pruning import digits
 from latbench.pruning.checkpoint import load_model, save_model
 from latbench.pruning.config import PruneConfig, TrainConfig
-from latbench.pruning.latency import LatencyCost, load_lut
+from latbench.pruning.latency import LatencyCost, load_lut, load_overhead
 from latbench.pruning.loop import MaskedText, evaluate_accuracy, train, world
 from latbench.pruning.measure import measure_latency_ms, measure_lut
 from latbench.pruning.run import finetune_model, prune_model
@@ -78,6 +78,8 @@ class PruneJob:
         baseline: Training of the ``vit-digits`` baseline.
         lut: A latbench LUT or NViT ``latency_head.json``, ``measure`` (measure one here), or
             None (no latency term and no latency target).
+        overhead: A LUT-sum fit (JSON or lut-sum predictor directory) that prices whole models from
+            the LUT's block sum (:class:`~latbench.pruning.latency.LatencyCost`); None: blocks alone.
         nvit_unit: Unit of an NViT table's values (``s``/``ms``; None: unknown).
         force_lut: Use a table recorded for another workload (NViT's is for 224 px DeiT blocks).
         latency_batch: Images per call when measuring latency (the LUT and the models).
@@ -96,6 +98,7 @@ class PruneJob:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, lr=5e-4))
     baseline: TrainConfig = field(default_factory=lambda: TrainConfig(steps=800, lr=2e-3, distill_alpha=0.0))
     lut: str | None = None
+    overhead: str | None = None
     nvit_unit: str | None = None
     force_lut: bool = False
     latency_batch: int = 32
@@ -110,13 +113,13 @@ class PruneJob:
         object.__setattr__(self, "data", tuple(str(p) for p in self.data))
 
     def options(self) -> dict[str, Any]:
-        """The options that decide the result (``job.json``; the text options only when given)."""
+        """The options that decide the result (``job.json``; the text options and overhead only when given)."""
         out: dict[str, Any] = {}
         for f in fields(self):
             if f.name in ("out", "resume", "measure"):
                 continue
             value = getattr(self, f.name)
-            if f.name in _TEXT_OPTIONS and value in ((), None):
+            if f.name in (*_TEXT_OPTIONS, "overhead") and value in ((), None):  # as before they existed
                 continue
             out[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
         if self.data:
@@ -308,7 +311,8 @@ def _latency(job: PruneJob, arch: Any, task: _Task, log: Log) -> LatencyCost | N
                 f"measured at seq_len {recorded}, the data's windows are {task.seq_len} tokens; "
                 "use --seq-len or --force",
             )
-    return LatencyCost(table, arch, force=job.force_lut)
+    overhead = None if job.overhead is None else load_overhead(job.overhead)
+    return LatencyCost(table, arch, force=job.force_lut, overhead=overhead)
 
 
 def _size(path: Path) -> int:

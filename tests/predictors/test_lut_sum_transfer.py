@@ -135,3 +135,22 @@ def test_mlp_finetune_and_fewshot_table(store_path, other_device_store):
         adapt(
             train_predictor(load_dataset(store_path), "roofline-linear").predictor, np.ones((2, 34)), [1, 2], "finetune"
         )
+
+
+def test_pruning_prices_a_model_as_the_lut_sum_predictor_does(lut_store, tmp_path):
+    """``prune --overhead DIR``: the pruner's whole-model price is the lut-sum predictor's prediction."""
+    from latbench.pruning.latency import LatencyCost, load_overhead
+
+    table = _bert_lut(tmp_path / "lut.json")
+    result = train_predictor(load_dataset(lut_store), "lut-sum", seed=0, lut=tmp_path / "lut.json")
+    out = save_trained(result, tmp_path / "pred")
+    assert result.predictor.model.has_rest_term
+    base = Arch.uniform_arch("bert", hidden=768, n_layers=4, heads=12, qk_dim=64, mlp=3072)
+    cost = LatencyCost(table, base, overhead=load_overhead(out))
+    pruned = Arch.uniform_arch("bert", hidden=384, n_layers=4, heads=6, qk_dim=32, mlp=1000)
+    for arch in (base, pruned):
+        predicted = load_predictor(out).predict_archs([arch], batch=1, seq_len=128).ms[0]
+        assert cost.latency(arch) == pytest.approx(predicted, rel=1e-9)
+    with pytest.raises(LatbenchError, match="a xgboost predictor, not a lut-sum one"):
+        train = train_predictor(load_dataset(lut_store), "xgboost", seed=0, config=FAST["xgboost"])
+        load_overhead(save_trained(train, tmp_path / "xgb"))

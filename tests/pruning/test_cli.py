@@ -118,6 +118,33 @@ def test_nvit_config_and_nvit_table_from_a_model_file(pruned_dir, tmp_path, fixt
     assert arch.hidden % 16 == 0 and all(s.mlp % 16 == 0 for s in arch.layers)  # NViT's chunks
 
 
+def test_an_overhead_fit_makes_the_target_hold_for_the_whole_model(pruned_dir, tmp_path, lut_file):
+    from latbench.lut import LookupTable, LutSumModel
+    from latbench.pruning.latency import LatencyCost
+
+    table = LookupTable.load(lut_file)
+    base = digits_arch()
+    blocks = table.arch_latency(base).total
+    LutSumModel(a=1.0, c=0.5 * blocks, d=0.0, workload={"batch": 32}).save(tmp_path / "fit.json")
+    out = tmp_path / "whole"
+    r = run(
+        "prune", "--model", pruned_dir / "baseline.pt", "--out", out, "--lut", lut_file, "--latency-target", "0.6",
+        "--overhead", tmp_path / "fit.json", "--prune-per-iter", "48", "--interval-prune", "2", "--steps", "60",
+        *QUICK,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "prune_report.json").read_text())
+    assert report["reached"] and report["lut"]["priced"] == "whole model" and report["latency_ratio"] <= 0.6
+    # a third of the whole model cannot be pruned: the blocks alone went to 0.4 or below
+    assert LatencyCost(table, base).ratio(Arch.from_dict(report["arch"])) <= 0.4 + 1e-9
+    assert json.loads((out / "job.json").read_text())["overhead"] == str(tmp_path / "fit.json")
+    assert_one_line_error(
+        run("prune", "--model", "vit-digits", "--out", tmp_path / "x", "--params-target", "100", "--overhead",
+            tmp_path / "fit.json", *QUICK),
+        "--overhead", "give --lut too",
+    )  # fmt: skip
+
+
 def test_bad_inputs_give_one_line(tmp_path, lut_file, pruned_dir):
     base = ["prune", "--model", pruned_dir / "baseline.pt", "--out", tmp_path / "o", *QUICK]
     assert_one_line_error(run(*base, "--lut", lut_file, "--latency-target", "1.5"), "--latency-target", "between 0")

@@ -162,3 +162,85 @@ def test_a_table_without_a_v_axis_prices_v_through_the_projection_width():
     cost = LatencyCost(table, arch)
     g = cost.gains(arch, [("qk", 0), ("v", 0)])
     assert g[("qk", 0)] == pytest.approx(2 * g[("v", 0)])  # Q and K shrink for a qk unit, only V for a v unit
+
+
+# ------------------------------------------------------------------ whole-model pricing (--overhead)
+def _overhead(a=1.2, b=0.05, c=0.4, d=3.0, batch=4):
+    from latbench.lut.latency_model import LutSumModel
+
+    return LutSumModel(a=a, b=b, c=c, d=d, workload={"batch": batch})
+
+
+def test_with_an_overhead_fit_the_price_and_the_gains_are_the_whole_models():
+    from latbench.lut.latency_model import non_block_gflop
+
+    arch = tiny_vit(layers=2)
+    table = linear_lut(arch)
+    oh = _overhead()
+    cost = LatencyCost(table, arch, overhead=oh)
+    pruned = arch.with_layers([LayerSpec(3, 5, 4, 20), LayerSpec(2, 7, 6, 11)]).with_hidden(13)
+
+    def whole(a: Arch) -> float:  # the fit's formula, from the table's own path
+        return oh.a * _lut_total(table, a) + oh.b * a.n_layers + oh.c + oh.d * non_block_gflop(a, 4, None)
+
+    assert cost.latency(pruned) == pytest.approx(whole(pruned), rel=1e-12)
+    assert cost.ratio(pruned) == pytest.approx(whole(pruned) / whole(arch), rel=1e-12)
+    assert cost.ratio(arch) == pytest.approx(1.0)
+    keys = [("emb", None)] + [(k, b) for b in range(2) for k in ("heads", "qk", "v", "mlp")]
+    gains = cost.gains(pruned, keys)
+    for kind, block in keys:
+        if kind == "emb":
+            smaller = pruned.with_hidden(pruned.hidden - 1)
+        else:
+            s = pruned.layers[block]
+            dims = {"heads": s.heads, "qk_dim": s.qk_dim, "v_dim": s.v_dim, "mlp": s.mlp}
+            dims[{"qk": "qk_dim", "v": "v_dim"}.get(kind, kind)] -= 1
+            layers = list(pruned.layers)
+            layers[block] = LayerSpec(**dims)
+            smaller = pruned.with_layers(layers)
+        assert gains[(kind, block)] == pytest.approx(whole(pruned) - whole(smaller), rel=1e-9), (kind, block)
+    # the embedding width also saves in the head and embeddings: more than a times its blocks' saving
+    plain = LatencyCost(table, arch).gains(pruned, [("emb", None)])[("emb", None)]
+    assert gains[("emb", None)] > oh.a * plain > 0
+    assert cost.describe()["priced"] == "whole model" and cost.describe()["overhead"]["c"] == oh.c
+
+
+def test_a_fixed_overhead_makes_the_pruner_go_further_for_the_same_target():
+    arch = tiny_vit(layers=2)
+    table = linear_lut(arch)
+    cfg = PruneConfig(latency_target=0.6, prune_per_iter=8, interval_prune=1)
+    ratios = {}
+    for name, oh in (("blocks", None), ("whole", _overhead(a=1.0, b=0.0, c=0.5 * _lut_total(table, arch), d=0.0))):
+        cost = LatencyCost(table, arch, overhead=oh)
+        pruner = Pruner(build_model(arch), cfg, cost, importance=ZeroImportance())
+        while not pruner.finished:
+            pruner.accumulate()
+            list(pruner.iter_step())
+        assert cost.ratio(pruner.arch) <= 0.6 + 1e-12  # the target holds for what is priced
+        ratios[name] = LatencyCost(table, arch).ratio(pruner.arch)  # the blocks' own ratio at the stop
+    # a third of the whole model is overhead that pruning cannot remove: the blocks must shrink to 0.4
+    assert ratios["whole"] <= 0.4 + 1e-9 < ratios["blocks"]
+
+
+def test_an_overhead_needs_a_table_in_ms_at_its_workload(nvit_path, tmp_path):
+    from latbench.pruning.latency import load_overhead
+
+    arch = tiny_vit(layers=2)
+    nvit = load_lut(nvit_path)  # unit unknown
+    base = Arch.uniform_arch("vit", 768, 12, 12, 64, 3072, v_dim=64, image_size=224, patch_size=16, num_classes=1000)
+    with pytest.raises(LatbenchError, match="unknown unit; an overhead fit"):
+        LatencyCost(nvit, base, force=True, overhead=_overhead())
+    from latbench.lut.table import TableMeta
+
+    table = linear_lut(arch, meta=TableMeta(family="vit", workload={"batch": 8}))
+    with pytest.raises(LatbenchError, match=r"workload\.batch is 8, the LUT-sum model was fitted at 4"):
+        LatencyCost(table, arch, overhead=_overhead(batch=4))
+    assert LatencyCost(table, arch, overhead=_overhead(batch=4), force=True).ratio(arch) == pytest.approx(1.0)
+    # load_overhead: the JSON, not a predictor directory of another kind, not garbage
+    _overhead().save(tmp_path / "fit.json")
+    assert load_overhead(tmp_path / "fit.json").c == pytest.approx(0.4)
+    with pytest.raises(LatbenchError, match="not a predictor directory"):
+        load_overhead(tmp_path)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(LatbenchError, match="not a LUT-sum model"):
+        load_overhead(tmp_path / "bad.json")
