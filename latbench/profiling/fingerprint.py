@@ -128,32 +128,92 @@ def _nvml() -> Any | None:
     return pynvml
 
 
+def _throttle_mask(nv: Any, handle: Any) -> int:
+    """The clock-event (throttle) reason bits of ``handle``.
+
+    NVML 12.x renamed ``nvmlDeviceGetCurrentClocksThrottleReasons`` to ``...ClocksEventReasons``
+    (same bits); the old name is deprecated and goes with CUDA 14, the new one is missing from
+    drivers and ``nvidia-ml-py`` releases older than 12.535. The new name is tried first.
+    """
+    error: Exception | None = None
+    for name in ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"):
+        fn = getattr(nv, name, None)
+        if fn is None:
+            continue
+        try:
+            return int(fn(handle))
+        except Exception as exc:  # NVMLError_FunctionNotFound on a driver without this name
+            error = exc
+    raise error or AttributeError("pynvml has no clock-event (throttle) reasons query")
+
+
 def gpu_state(index: int) -> dict[str, Any] | None:
     """What drifts on a GPU: clocks (MHz), temperature (C), power (W), P-state, throttle reasons.
 
-    Read with NVML before and after a measurement; never changes any setting.
-    Returns ``None`` when NVML or the GPU is not available.
+    ``index`` is NVML's (see :func:`nvml_index` for torch's ``cuda:N``). Read with NVML before and
+    after a measurement; never changes any setting. Each query is read on its own, so one that a GPU
+    does not support (power on some virtual GPUs) loses only its field, named under ``error``.
+    Returns ``None`` when NVML is not available.
     """
     nv = _nvml()
     if nv is None:
         return None
     try:
         h = nv.nvmlDeviceGetHandleByIndex(index)
-        mask = int(nv.nvmlDeviceGetCurrentClocksThrottleReasons(h))
-        reasons = decode_throttle(mask)
-        state = {
-            "sm_clock_mhz": int(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)),
-            "mem_clock_mhz": int(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM)),
-            "temperature_c": int(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)),
-            "power_w": round(nv.nvmlDeviceGetPowerUsage(h) / 1000.0, 1),
-            "pstate": int(nv.nvmlDeviceGetPerformanceState(h)),
-            "throttle_mask": mask,
-            "throttle_reasons": reasons,
-            "throttled": is_throttled(reasons),
-        }
-    except Exception as exc:  # one unsupported query must not lose the rest of a run
+    except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
+    state: dict[str, Any] = {}
+    errors: list[str] = []
+
+    def read(key: str, query: Any) -> None:
+        try:
+            state[key] = query()
+        except Exception as exc:  # one unsupported query must not lose the others, nor the run
+            errors.append(f"{key}: {type(exc).__name__}: {exc}")
+
+    read("sm_clock_mhz", lambda: int(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)))
+    read("mem_clock_mhz", lambda: int(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM)))
+    read("temperature_c", lambda: int(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)))
+    read("power_w", lambda: round(nv.nvmlDeviceGetPowerUsage(h) / 1000.0, 1))
+    read("pstate", lambda: int(nv.nvmlDeviceGetPerformanceState(h)))
+    read("throttle_mask", lambda: _throttle_mask(nv, h))
+    if "throttle_mask" in state:
+        reasons = decode_throttle(state["throttle_mask"])
+        state["throttle_reasons"] = reasons
+        state["throttled"] = is_throttled(reasons)
+    if errors:
+        state["error"] = "; ".join(errors)
     return state
+
+
+def _bare_uuid(uuid: Any) -> str:
+    """A GPU UUID without NVML's ``GPU-`` prefix, lower case (torch prints it bare)."""
+    return _s(uuid).strip().lower().removeprefix("gpu-")
+
+
+def nvml_index(cuda_index: int) -> int:
+    """NVML's index of the GPU torch calls ``cuda:<cuda_index>``.
+
+    NVML numbers every GPU of the machine (PCI order) and ignores ``CUDA_VISIBLE_DEVICES``;
+    CUDA numbers the visible ones (fastest first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``). So
+    with ``CUDA_VISIBLE_DEVICES=3``, ``cuda:0`` is NVML's GPU 3. The two are matched by UUID;
+    when that cannot be done (no NVML, torch not imported or without CUDA, a MIG instance),
+    ``cuda_index`` itself is returned.
+    """
+    torch = sys.modules.get("torch")
+    nv = _nvml()
+    if torch is None or nv is None:
+        return cuda_index
+    try:
+        if not torch.cuda.is_available() or cuda_index >= torch.cuda.device_count():
+            return cuda_index
+        wanted = _bare_uuid(torch.cuda.get_device_properties(cuda_index).uuid)
+        for i in range(int(nv.nvmlDeviceGetCount())):
+            if wanted and _bare_uuid(nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(i))) == wanted:
+                return i
+    except Exception:  # an old torch without .uuid, an NVML error: keep torch's index
+        pass
+    return cuda_index
 
 
 def gpu_info() -> list[dict[str, Any]]:
@@ -193,13 +253,20 @@ def gpu_info() -> list[dict[str, Any]]:
 
 
 def _add_torch_cuda(gpus: list[dict[str, Any]]) -> None:
+    """Add torch's view (``cuda_index``, SM count) to the NVML records, matched by UUID: NVML's
+    index is not torch's when ``CUDA_VISIBLE_DEVICES`` hides or reorders GPUs."""
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_available():
         return
-    for g in gpus:
-        i = g.get("index", 0)
-        if i < torch.cuda.device_count():
-            props = torch.cuda.get_device_properties(i)
+    by_uuid = {_bare_uuid(g["uuid"]): g for g in gpus if g.get("uuid")}
+    for j in range(torch.cuda.device_count()):
+        try:
+            props = torch.cuda.get_device_properties(j)
+            g = by_uuid.get(_bare_uuid(props.uuid))
+        except Exception:  # an old torch without .uuid
+            return
+        if g is not None:
+            g["cuda_index"] = j
             g["sm_count"] = props.multi_processor_count
             g["torch_cuda_version"] = torch.version.cuda
 

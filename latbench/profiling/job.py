@@ -246,7 +246,7 @@ def measure_group(
 
     This is the unit of work a fleet worker runs; :func:`profile_items` runs it locally.
     ``gpu_index`` is the NVML index of the GPU to read before/after (default: the deployment's
-    CUDA index); a fleet worker whose ``CUDA_VISIBLE_DEVICES`` remaps the GPU passes the real one.
+    CUDA index matched to NVML's by UUID, :func:`~latbench.profiling.fingerprint.nvml_index`).
     """
     from latbench.profiling.base import get_backend
     from latbench.profiling.protocol import measure_interleaved
@@ -257,12 +257,21 @@ def measure_group(
         for it in group:
             module, inputs = _build(it, deploy, seed)
             prepared.append(backend.prepare(module, inputs))
-        nvml_index = deploy.gpu_index if gpu_index is None else gpu_index
-        measurements = measure_interleaved(prepared, protocol, gpu_index=nvml_index)
+        measurements = measure_interleaved(prepared, protocol, gpu_index=_nvml_index(deploy, gpu_index))
     finally:
         for p in prepared:
             p.close()
     return [measurement_row(it, space_name, deploy, m, env_id, peaks) for it, m in zip(group, measurements)]
+
+
+def _nvml_index(deploy: DeployConfig, given: int | None) -> int | None:
+    """The NVML index of ``deploy``'s GPU: ``given``, else torch's index matched to NVML's by UUID
+    (they differ when ``CUDA_VISIBLE_DEVICES`` hides or reorders GPUs); ``None`` on the CPU."""
+    if given is not None or deploy.gpu_index is None:
+        return given
+    from latbench.profiling.fingerprint import nvml_index
+
+    return nvml_index(deploy.gpu_index)
 
 
 def profile_space(
@@ -315,7 +324,7 @@ def measure_user_model(
         flops = _count_flops(module, tensors)
     prepared = backend.prepare(module, tensors)
     try:
-        m = measure(prepared, protocol, gpu_index=deploy.gpu_index)
+        m = measure(prepared, protocol, gpu_index=_nvml_index(deploy, None))
     finally:
         prepared.close()
     fp = collect(threads=deploy.threads).to_dict()

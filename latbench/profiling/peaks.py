@@ -86,6 +86,11 @@ def measure_peaks(
     n = int(matmul_n or (GPU_MATMUL_N if gpu else CPU_MATMUL_N))
     nbytes = int(copy_bytes or (GPU_COPY_BYTES if gpu else CPU_COPY_BYTES))
     protocol = protocol or PEAK_PROTOCOL
+    gpu_index = None
+    if config.gpu_index is not None:
+        from latbench.profiling.fingerprint import nvml_index
+
+        gpu_index = nvml_index(config.gpu_index)  # NVML's number of the GPU, whose state is read around
 
     matmul_fn, kernel = _matmul(config, device, n)
     src = torch.empty(nbytes, dtype=torch.uint8, device=device).fill_(1)
@@ -98,7 +103,7 @@ def measure_peaks(
     for name, fn in (("matmul", matmul_fn), ("copy", copy)):
         prepared = CallablePrepared(config, fn)
         try:
-            results[name] = measure(prepared, protocol)
+            results[name] = measure(prepared, protocol, gpu_index)
         finally:
             prepared.close()
     flops = 2.0 * n**3

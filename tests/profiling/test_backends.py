@@ -381,7 +381,7 @@ def test_shape_profiles_and_engine_cache_key() -> None:
 class FakeTRT:
     """A stand-in for the TensorRT 10 Python API names the backend uses, recording what it is asked."""
 
-    def __init__(self, parse_ok: bool = True, build_ok: bool = True) -> None:
+    def __init__(self, parse_ok: bool = True, build_ok: bool = True, input_shape: tuple = (4, 16)) -> None:
         self.__version__ = "10.13.0"
         self.calls: list[Any] = []
         self.DataType = types.SimpleNamespace(FLOAT="FLOAT", HALF="HALF", INT64="INT64")
@@ -390,8 +390,8 @@ class FakeTRT:
         fake = self
 
         class Tensor:
-            def __init__(self, name: str, dtype: str) -> None:
-                self.name, self.dtype, self.dynamic_range = name, dtype, None
+            def __init__(self, name: str, dtype: str, shape: tuple = (4, 16)) -> None:
+                self.name, self.dtype, self.shape, self.dynamic_range = name, dtype, shape, None
 
             def set_dynamic_range(self, low: float, high: float) -> bool:
                 self.dynamic_range = (low, high)
@@ -407,7 +407,7 @@ class FakeTRT:
 
         class Network:
             def __init__(self) -> None:
-                self.inputs = [Tensor("input_0", "FLOAT"), Tensor("ids", "INT64")]
+                self.inputs = [Tensor("input_0", "FLOAT", input_shape), Tensor("ids", "INT64", input_shape)]
                 self.layers = [Layer([Tensor("h", "FLOAT")]), Layer([Tensor("shape", "INT64")])]
                 self.num_inputs, self.num_layers = len(self.inputs), len(self.layers)
 
@@ -516,6 +516,30 @@ def test_int8_build_sets_dummy_ranges_on_float_tensors_only() -> None:
     }
 
 
+def test_free_dimensions_of_an_onnx_file_get_a_profile_of_the_workload() -> None:
+    # A user's file exported with dynamic axes: TensorRT builds no such network without a profile.
+    fake = FakeTRT(input_shape=(-1, -1))
+    build(fake, "fp16")
+    assert ("add_profile",) in fake.calls
+    assert ("set_shape", "input_0", (4, 16), (4, 16), (4, 16)) in fake.calls
+    assert ("set_shape", "ids", (4, 16), (4, 16), (4, 16)) in fake.calls
+
+
+def test_network_profiles_match_by_name_else_by_position() -> None:
+    from latbench.profiling.backends.tensorrt import network_profiles, shape_profiles
+
+    def tensor(name: str, shape: tuple) -> Any:
+        return types.SimpleNamespace(name=name, shape=shape)
+
+    (static,) = shape_profiles(("input_0",), ((2, 8),), dynamic_batch=False)
+    (dynamic,) = shape_profiles(("input_0",), ((2, 8),), dynamic_batch=True)
+    assert network_profiles([tensor("input_0", (2, 8))], (static,)) == []
+    assert network_profiles([tensor("input_0", (-1, 8))], (dynamic,)) == [("input_0", dynamic)]
+    # a user's file fed positionally: its graph names its input, the profile does not
+    assert network_profiles([tensor("pixels", (-1, 8))], (static,)) == [("pixels", static)]
+    assert network_profiles([tensor("pixels", (-1, 8)), tensor("mask", (2, 8))], (static,)) == []
+
+
 def test_engine_build_failures_are_one_line() -> None:
     with pytest.raises(LatbenchError, match=r"ONNX parser failed: In node 3 \(Erf\)"):
         build(FakeTRT(parse_ok=False), "fp16")
@@ -601,6 +625,152 @@ def test_tf32_switch_restores_the_previous_setting() -> None:
     with tf32(not before):
         assert torch.backends.cuda.matmul.allow_tf32 is (not before)
     assert torch.backends.cuda.matmul.allow_tf32 is before
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_onnxruntime_first_call_failure_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "user.onnx"
+    torch.onnx.export(mlp(), (torch.randn(2, 32),), str(path), input_names=["features"], dynamo=False)
+    # the file takes [2, 32]; a [2, 16] workload fails in ONNX Runtime's run, not in latbench's checks
+    with pytest.raises(LatbenchError, match=r"^backend 'onnxruntime' mode 'cpu': the untimed first call failed: "):
+        get_backend(cpu("onnxruntime")).prepare(str(path), {"features": torch.randn(2, 16)})
+
+
+def test_gpu_out_of_memory_becomes_one_line() -> None:
+    from latbench.profiling.backends._timing import gpu_memory_errors
+
+    with pytest.raises(LatbenchError, match=r"^torch graph: out of GPU memory \(CUDA out of memory\. Tried"):
+        with gpu_memory_errors("torch graph"):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore lines")
+    with pytest.raises(KeyError):  # anything else is not its business
+        with gpu_memory_errors("torch graph"):
+            raise KeyError("x")
+
+
+def test_torch_compile_failure_is_one_line_but_out_of_memory_is_left_alone() -> None:
+    from latbench.profiling.backends.torch_cuda import _compile
+
+    class Broken(torch.nn.Module):
+        def __init__(self, error: Exception) -> None:
+            super().__init__()
+            self.error = error
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise self.error
+
+    config = DeployConfig(backend="torch", device="cuda", mode="compile", batch=2)
+    inputs = normalise_inputs(torch.randn(2, 4), config)
+    # stream None: torch.cuda.stream(None) does nothing, so the wrapping runs without a GPU
+    with pytest.raises(LatbenchError, match=r"^mode compile: torch.compile failed \(.*boom"):
+        _compile(Broken(RuntimeError("boom")), inputs, config, None)  # type: ignore[arg-type]
+    torch._dynamo.reset()
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        _compile(Broken(torch.cuda.OutOfMemoryError("CUDA out of memory")), inputs, config, None)  # type: ignore[arg-type]
+    torch._dynamo.reset()
+
+
+def test_callable_on_a_gpu_waits_for_the_default_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    from latbench.profiling.backends._timing import CallablePrepared
+
+    waited = []
+
+    class Stream:
+        def __init__(self, device: Any) -> None:
+            self.device = device
+
+        def wait_stream(self, other: Any) -> None:
+            waited.append(other)
+
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: ("default", str(device)))
+    CallablePrepared(DeployConfig(backend="torch", device="cuda:1", mode="eager"), lambda: None)
+    assert waited == [("default", "cuda:1")]  # a and b of the matmul were filled there
+
+
+# ----------------------------------------------------------------- NVML (a stand-in pynvml)
+
+
+class NVMLError(Exception):
+    pass
+
+
+def fake_pynvml(uuids: list[str], *, event_reasons: bool = True, power_ok: bool = True) -> types.ModuleType:
+    """The pynvml names latbench reads, for GPUs with these UUIDs (NVML's ``GPU-`` prefix included)."""
+    nv = types.ModuleType("pynvml")
+    nv.NVML_CLOCK_SM, nv.NVML_CLOCK_MEM, nv.NVML_TEMPERATURE_GPU = 1, 2, 0
+    nv.nvmlInit = lambda: None
+    nv.nvmlDeviceGetCount = lambda: len(uuids)
+    nv.nvmlDeviceGetHandleByIndex = lambda i: ("handle", i)
+    nv.nvmlDeviceGetUUID = lambda h: uuids[h[1]]
+    nv.nvmlDeviceGetClockInfo = lambda h, kind: 1980 if kind == 1 else 2619
+    nv.nvmlDeviceGetTemperature = lambda h, sensor: 41
+    nv.nvmlDeviceGetPerformanceState = lambda h: 0
+
+    def power(h: Any) -> int:
+        if not power_ok:
+            raise NVMLError("Not Supported")
+        return 312_345
+
+    nv.nvmlDeviceGetPowerUsage = power
+    if event_reasons:
+        nv.nvmlDeviceGetCurrentClocksEventReasons = lambda h: 0x1 | 0x4  # idle, software power cap
+    nv.nvmlDeviceGetCurrentClocksThrottleReasons = lambda h: 0x1
+    return nv
+
+
+def test_gpu_state_reads_each_field_alone_and_both_names_of_the_throttle_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from latbench.profiling.fingerprint import gpu_state
+
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(["GPU-a"]))
+    state = gpu_state(0)
+    assert state is not None and "error" not in state
+    assert state["sm_clock_mhz"] == 1980 and state["power_w"] == 312.3 and state["temperature_c"] == 41
+    assert state["throttle_reasons"] == ["GpuIdle", "SwPowerCap"] and state["throttled"] is True
+    # an nvidia-ml-py older than 12.535 has only the deprecated name; power unsupported (a vGPU)
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(["GPU-a"], event_reasons=False, power_ok=False))
+    state = gpu_state(0)
+    assert state["throttle_reasons"] == ["GpuIdle"] and state["throttled"] is False
+    assert "power_w" not in state and state["error"].startswith("power_w: NVMLError: Not Supported")
+    assert state["sm_clock_mhz"] == 1980  # the rest is kept
+
+
+def test_nvml_index_follows_the_uuid_of_torchs_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from latbench.profiling.fingerprint import gpu_info, nvml_index
+
+    # CUDA_VISIBLE_DEVICES=2: torch's cuda:0 is NVML's GPU 2 (torch prints its UUID without "GPU-")
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(["GPU-aaaa", "GPU-bbbb", "GPU-cccc"]))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    props = types.SimpleNamespace(uuid="cccc", multi_processor_count=132)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    assert nvml_index(0) == 2
+    assert nvml_index(5) == 5  # not a device torch has: its own index
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert nvml_index(0) == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    nv = sys.modules["pynvml"]
+    nv.nvmlSystemGetDriverVersion = lambda: "580.65"
+    nv.nvmlSystemGetCudaDriverVersion = lambda: 13000
+    nv.nvmlDeviceGetCudaComputeCapability = lambda h: (9, 0)
+    nv.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(total=80 * 2**30)
+    nv.nvmlDeviceGetName = lambda h: "NVIDIA H100 80GB HBM3"
+    nv.nvmlDeviceGetMaxClockInfo = lambda h, kind: 1980
+    nv.nvmlDeviceGetEnforcedPowerLimit = lambda h: 700_000
+    gpus = gpu_info()
+    assert [g.get("cuda_index") for g in gpus] == [None, None, 0]
+    assert gpus[2]["sm_count"] == 132 and "sm_count" not in gpus[0]
+
+
+def test_measure_group_reads_nvml_by_uuid_not_by_torchs_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    from latbench.profiling import fingerprint, job
+
+    monkeypatch.setattr(fingerprint, "nvml_index", lambda cuda_index: 3)
+    gpu = DeployConfig(backend="torch", device="cuda:0")
+    assert job._nvml_index(gpu, None) == 3
+    assert job._nvml_index(gpu, 1) == 1  # a fleet worker's own answer wins
+    assert job._nvml_index(cpu(), None) is None
 
 
 # ------------------------------------------------------------------------- real GPU (gpu)

@@ -11,14 +11,16 @@ Two ways to time a call, as MEASUREMENT.md prescribes:
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from latbench.profiling.base import Prepared
+from latbench.errors import LatbenchError
+from latbench.profiling.base import Prepared, first_line
 from latbench.profiling.config import DeployConfig
 
 #: Input copies a cold-cache CPU run rotates through.
@@ -41,6 +43,17 @@ def cuda_problem(config: DeployConfig) -> str | None:
     if index >= torch.cuda.device_count():
         return f"{config.device} asked for, torch sees {torch.cuda.device_count()} GPU(s)"
     return None
+
+
+@contextlib.contextmanager
+def gpu_memory_errors(where: str) -> Iterator[None]:
+    """Turn a CUDA out-of-memory error into one line (the workload does not fit), not a traceback."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        raise LatbenchError(
+            where, f"out of GPU memory ({first_line(exc)}); try a smaller batch, sequence or model"
+        ) from exc
 
 
 def time_host_calls(fn: Callable[[], Any], n: int, before: Callable[[int], None] | None = None) -> list[float]:
@@ -163,7 +176,10 @@ class CallablePrepared(Prepared):
         self._timer: CudaEventTimer | None = None
         if config.device_type == "cuda":
             device = torch.device(config.device)
-            self._timer = CudaEventTimer(torch.cuda.Stream(device))
+            stream = torch.cuda.Stream(device)
+            # The callable's tensors were filled on the default stream; its calls run on ours.
+            stream.wait_stream(torch.cuda.current_stream(device))
+            self._timer = CudaEventTimer(stream)
 
     def time_calls(self, n: int) -> list[float]:
         self._check_open(n)

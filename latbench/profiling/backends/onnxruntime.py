@@ -391,16 +391,21 @@ class ONNXRuntimeBackend(Backend):
             self._check_precision(bindings, onnx, where)
             info["input_types"] = {name: str(t).replace("torch.", "") for name, _, t in bindings}
             cast = cast_inputs(inputs, dtype, device)
-            runner = _Runner(session, bindings, cast.tensors, device, info["io_binding"])
-            with torch.cuda.device(device) if gpu else contextlib.nullcontext():
-                if stream is not None:
-                    # Inputs were copied on the default stream; ONNX Runtime reads them on ours.
-                    stream.wait_stream(torch.cuda.current_stream(device))
-                    with torch.cuda.stream(stream):
+            try:
+                runner = _Runner(session, bindings, cast.tensors, device, info["io_binding"])
+                with torch.cuda.device(device) if gpu else contextlib.nullcontext():
+                    if stream is not None:
+                        # Inputs were copied on the default stream; ONNX Runtime reads them on ours.
+                        stream.wait_stream(torch.cuda.current_stream(device))
+                        with torch.cuda.stream(stream):
+                            runner.first_call()
+                        stream.synchronize()
+                    else:
                         runner.first_call()
-                    stream.synchronize()
-                else:
-                    runner.first_call()
+            except LatbenchError:
+                raise
+            except Exception as exc:  # a shape the graph refuses, a kernel or memory failure on the device
+                raise LatbenchError(where, f"the untimed first call failed: {first_line(exc)}") from exc
             if config.option("onnxruntime.check_providers"):
                 self._check_nodes(session, info, where)
             build_ms = (time.perf_counter() - t0) * 1e3

@@ -47,7 +47,7 @@ import torch
 from latbench.errors import LatbenchError
 from latbench.io import atomic_write, atomic_write_json
 from latbench.profiling.backends._export import OnnxModel, export_onnx, onnx_file
-from latbench.profiling.backends._timing import CudaEventTimer, CudaL2Flusher, cuda_problem
+from latbench.profiling.backends._timing import CudaEventTimer, CudaL2Flusher, cuda_problem, gpu_memory_errors
 from latbench.profiling.base import (
     Backend,
     ExampleInputs,
@@ -64,6 +64,9 @@ from latbench.profiling.base import (
 from latbench.profiling.config import DeployConfig
 
 NEEDS = "the tensorrt package 10.x (pip install 'latbench[tensorrt]') and an NVIDIA GPU"
+
+#: The process's TensorRT logger, with the module it came from (:func:`logger_for`).
+_LOGGER: tuple[Any, Any] | None = None
 
 #: Dummy symmetric dynamic range given to every float tensor for int8 without calibration.
 DUMMY_INT8_RANGE = 4.0
@@ -174,6 +177,39 @@ def set_dummy_dynamic_ranges(trt: Any, network: Any, amax: float = DUMMY_INT8_RA
     return count
 
 
+def network_profiles(network_inputs: list[Any], profiles: tuple[ShapeProfile, ...]) -> list[tuple[str, ShapeProfile]]:
+    """``(network input name, its profile)`` for every input that needs one.
+
+    TensorRT refuses to build a network with a free dimension (``-1``) in an input and no
+    optimisation profile for it: our export with a dynamic batch has one, and so has a user's
+    ONNX file exported with dynamic axes, whose profile is then the workload's shape
+    (min = opt = max). Inputs are matched by name, else by position when the counts agree
+    (positional tensors for a user's file, as in :meth:`TensorRTBackend._bind`).
+    """
+    by_name = {p.name: p for p in profiles}
+    if all(t.name in by_name for t in network_inputs):
+        pairs = [(t, by_name[t.name]) for t in network_inputs]
+    elif len(network_inputs) == len(profiles):
+        pairs = list(zip(network_inputs, profiles))
+    else:
+        pairs = [(t, by_name[t.name]) for t in network_inputs if t.name in by_name]
+    needed = []
+    for tensor, p in pairs:
+        free = any(int(d) < 0 for d in tuple(tensor.shape))
+        if free or p.min != p.max:
+            needed.append((tensor.name, p))
+    return needed
+
+
+def logger_for(trt: Any) -> Any:
+    """One ``trt.Logger`` for the process: a builder or runtime made while another is alive with a
+    different logger makes TensorRT warn on every engine of a profiling group."""
+    global _LOGGER
+    if _LOGGER is None or _LOGGER[0] is not trt:
+        _LOGGER = (trt, trt.Logger(trt.Logger.WARNING))
+    return _LOGGER[1]
+
+
 def build_serialized_engine(
     trt: Any,
     onnx_path: Path,
@@ -203,12 +239,11 @@ def build_serialized_engine(
         config.clear_flag(getattr(trt.BuilderFlag, name))
     if precision == "int8":
         set_dummy_dynamic_ranges(trt, network)
-    present = {network.get_input(i).name for i in range(network.num_inputs)}
-    dynamic = [p for p in profiles if p.name in present and p.min != p.max]
-    if dynamic:
+    needed = network_profiles([network.get_input(i) for i in range(network.num_inputs)], profiles)
+    if needed:
         profile = builder.create_optimization_profile()
-        for p in dynamic:
-            profile.set_shape(p.name, p.min, p.opt, p.max)
+        for name, p in needed:
+            profile.set_shape(name, p.min, p.opt, p.max)
         config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -313,7 +348,7 @@ class TensorRTBackend(Backend):
         device = torch.device(config.device)
         workdir = Path(tempfile.mkdtemp(prefix="latbench-trt-"))
         try:
-            with torch.cuda.device(device):
+            with gpu_memory_errors(config.label()), torch.cuda.device(device):
                 return self._prepare(trt, model, inputs, device, workdir)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -341,7 +376,7 @@ class TensorRTBackend(Backend):
             onnx_sha, config.precision, profiles, trt.__version__, props.name, capability, **settings
         )
         folder = Path(config.option("tensorrt.engine_cache_dir") or cache_dir("tensorrt"))
-        logger = trt.Logger(trt.Logger.WARNING)
+        logger = logger_for(trt)
 
         def build() -> bytes:
             return build_serialized_engine(trt, onnx.path, config.precision, profiles, logger=logger, **settings)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from latbench.errors import LatbenchError
-from latbench.profiling.backends._timing import CudaEventTimer, CudaL2Flusher, cuda_problem
+from latbench.profiling.backends._timing import CudaEventTimer, CudaL2Flusher, cuda_problem, gpu_memory_errors
 from latbench.profiling.base import (
     Backend,
     ExampleInputs,
@@ -41,6 +41,7 @@ from latbench.profiling.base import (
     NamedInputs,
     Prepared,
     cast_inputs,
+    first_line,
     normalise_inputs,
     raise_missing,
     require_module,
@@ -94,6 +95,7 @@ class TorchCUDAPrepared(Prepared):
         self._check_open(n)
         before = self._before if self._flusher is not None else None
         with (
+            gpu_memory_errors(self.config.label()),
             torch.cuda.device(self._device),
             torch.cuda.stream(self._timer.stream),
             torch.inference_mode(),
@@ -141,7 +143,7 @@ class TorchCUDABackend(Backend):
             "calls_per_sample": config.option("torch.calls_per_sample"),
         }
         stream = torch.cuda.Stream(device)
-        with torch.cuda.device(device), tf32(config.option("torch.allow_tf32")):
+        with gpu_memory_errors(config.label()), torch.cuda.device(device), tf32(config.option("torch.allow_tf32")):
             torch.cuda.synchronize()
             t0 = time.perf_counter()
             # A copy: .to() converts in place, and the caller's module stays as it was.
@@ -179,8 +181,15 @@ def _compile(
     def call() -> Any:
         return inputs.call(compiled)
 
-    with torch.cuda.stream(stream), torch.inference_mode():
-        call()  # compiles: the compile time lands in build_ms
+    try:
+        with torch.cuda.stream(stream), torch.inference_mode():
+            call()  # compiles: the compile time lands in build_ms
+    except torch.cuda.OutOfMemoryError:
+        raise  # gpu_memory_errors words it
+    except Exception as exc:  # Inductor/Triton failures (no C compiler, an unsupported op) are long tracebacks
+        raise LatbenchError(
+            "mode compile", f"torch.compile failed ({type(exc).__name__}: {first_line(exc)}); use mode eager or graph"
+        ) from exc
     return call, (module, compiled, inputs)
 
 
@@ -200,10 +209,11 @@ def _capture_graph(
     try:
         with torch.inference_mode(), torch.cuda.graph(graph):
             static_out = inputs.call(module)
+    except torch.cuda.OutOfMemoryError:
+        raise  # not a capture problem: gpu_memory_errors words it
     except RuntimeError as exc:
-        raise LatbenchError(
-            "mode graph", f"the module cannot be captured as a CUDA graph ({exc}); use mode eager or compile"
-        ) from exc
+        what = f"the module cannot be captured as a CUDA graph ({first_line(exc)}); use mode eager or compile"
+        raise LatbenchError("mode graph", what) from exc
     with torch.cuda.stream(stream):
         graph.replay()  # the untimed first call
     return graph.replay, (module, graph, inputs, static_out)
