@@ -153,7 +153,14 @@ def environment(deploy: DeployConfig, store: ResultStore, measure_peaks: bool) -
     if measure_peaks and key not in peaks:
         from latbench.profiling.peaks import measure_peaks as _measure
 
-        peaks[key] = _measure(deploy)
+        try:
+            peaks[key] = _measure(deploy)
+        except LatbenchError as exc:
+            if deploy.backend == "torch":  # the peak kernels are this very deployment's: it cannot run
+                raise
+            # Another backend's precision may have no torch kernel here (int8 on a GPU: TensorRT has one,
+            # torch eager has none). The rows then carry no roofline; the profile goes on.
+            peaks[key] = {"unavailable": f"no torch peak kernel for {key}: {exc.what}"}
     fp = replace(fp, peaks=peaks)
     return fp.to_dict()
 

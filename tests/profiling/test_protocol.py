@@ -280,6 +280,25 @@ def test_peaks_on_the_cpu_are_positive_and_stored_with_the_fingerprint() -> None
     assert "quantised" in int8["method"] and int8["peak_flops"] > 0
 
 
+def test_a_deployment_whose_precision_has_no_torch_peak_kernel_profiles_without_a_roofline(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TensorRT int8 on a GPU: torch has no int8 peak kernel there; the profile must go on (no roofline)."""
+    from latbench.profiling import peaks as peaks_module
+    from latbench.profiling.job import environment
+    from latbench.profiling.store import ResultStore
+
+    def refuse(deploy, *args, **kwargs):
+        raise LatbenchError("precision", "int8 is for torch on the CPU")
+
+    monkeypatch.setattr(peaks_module, "measure_peaks", refuse)
+    with ResultStore(tmp_path / "s.parquet") as store:
+        env = environment(DeployConfig(backend="onnxruntime", precision="int8", threads=1), store, True)
+        assert "int8 is for torch on the CPU" in env["peaks"]["cpu/int8"]["unavailable"]
+        with pytest.raises(LatbenchError, match="int8 is for torch"):  # torch's own deployment: a real error
+            environment(DeployConfig(backend="torch", precision="int8", threads=1), store, True)
+
+
 def test_peaks_refuse_what_cannot_run() -> None:
     from latbench.profiling.peaks import measure_peaks
 
