@@ -154,6 +154,13 @@ def main() -> None:
             refs["naive"].append(naive_refs)
             print(f"naive run {run}: {time.perf_counter() - t0:.0f} s", flush=True)
 
+    ref_text = (
+        f"Reference: {args.reference_calls} timings of the fixed CPU workload per round (protocol) and before "
+        "each architecture (naive). "
+        if args.device == "cpu"
+        else "No reference workload on a GPU: NVML's clocks and throttle reasons, recorded before and after "
+        "each measurement, mark a row unstable instead. "
+    )
     lines = [
         f"{len(archs)} architectures of the `{space.name}` space, deployment `{deploy.label()}`, "
         f"protocol: {args.rounds} interleaved rounds of {args.calls_per_round} calls at least "
@@ -162,8 +169,7 @@ def main() -> None:
         "(one store row per model holds every statistic). "
         "Naive: 5 warm-up calls, 5 loops of 5 calls timed with `time.time()`, "
         "median of loop means. Two runs of each, the other protocol's run between them. "
-        f"Reference: {args.reference_calls} timings of the fixed CPU workload per round (protocol) and before "
-        "each architecture (naive). "
+        f"{ref_text}"
         f"Load average (1 min) before: {load_before[0]:.2f}, after: {os.getloadavg()[0]:.2f}.",
         "",
         "| protocol | rerun difference, mean | max | run 2 / run 1, common shift | reference's shift "
@@ -171,12 +177,17 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, (a, b) in results.items():
-        ra, rb = refs["naive" if name == "naive" else "protocol"]
-        d, dn = rel_diff(a, b), rel_diff(np.divide(a, ra), np.divide(b, rb))
+        ra, rb = (np.asarray(r, dtype=float) for r in refs["naive" if name == "naive" else "protocol"])  # None: nan
+        with np.errstate(invalid="ignore"):
+            d, dn = rel_diff(a, b), rel_diff(np.divide(a, ra), np.divide(b, rb))
         dc = rel_diff(np.multiply(a, 1 + shift(a, b) / 100), b)
+        has_ref = bool(np.isfinite(ra).all() and np.isfinite(rb).all())  # no CPU reference on a GPU
+        ref_cols = (
+            f"{shift(ra, rb):+.2f}% | {100 * dn.mean():.2f}% | {100 * dn.max():.2f}%" if has_ref else "n/a | n/a | n/a"
+        )
         lines.append(
-            f"| {name} | {100 * d.mean():.2f}% | {100 * d.max():.2f}% | {shift(a, b):+.2f}% | {shift(ra, rb):+.2f}% "
-            f"| {100 * dn.mean():.2f}% | {100 * dn.max():.2f}% | {100 * dc.mean():.2f}% | {100 * dc.max():.2f}% |"
+            f"| {name} | {100 * d.mean():.2f}% | {100 * d.max():.2f}% | {shift(a, b):+.2f}% | {ref_cols} "
+            f"| {100 * dc.mean():.2f}% | {100 * dc.max():.2f}% |"
         )
         print(name, "per-architecture run 2 / run 1:", np.round(np.divide(b, a), 3).tolist())
     lines += [
