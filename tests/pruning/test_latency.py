@@ -39,6 +39,18 @@ def _lut_total(table, arch: Arch) -> float:
     return table.arch_latency(arch).total  # the table's own path, independent of LatencyCost
 
 
+def _one_smaller(arch: Arch, kind: str, block: int | None) -> Arch:
+    """``arch`` with the group ``(kind, block)`` one unit smaller."""
+    if kind == "emb":
+        return arch.with_hidden(arch.hidden - 1)
+    s = arch.layers[block]
+    dims = {"heads": s.heads, "qk_dim": s.qk_dim, "v_dim": s.v_dim, "mlp": s.mlp}
+    dims[{"qk": "qk_dim", "v": "v_dim"}.get(kind, kind)] -= 1
+    layers = list(arch.layers)
+    layers[block] = LayerSpec(**dims)
+    return arch.with_layers(layers)
+
+
 def test_gain_is_the_lut_difference_for_every_group_kind():
     arch = tiny_vit(layers=2)
     table = linear_lut(arch)
@@ -47,15 +59,7 @@ def test_gain_is_the_lut_difference_for_every_group_kind():
     keys = [("emb", None)] + [(k, b) for b in range(2) for k in ("heads", "qk", "v", "mlp")]
     gains = cost.gains(pruned, keys)
     for kind, block in keys:
-        if kind == "emb":
-            smaller = pruned.with_hidden(pruned.hidden - 1)
-        else:
-            s = pruned.layers[block]
-            dims = {"heads": s.heads, "qk_dim": s.qk_dim, "v_dim": s.v_dim, "mlp": s.mlp}
-            dims[{"qk": "qk_dim", "v": "v_dim"}.get(kind, kind)] -= 1
-            layers = list(pruned.layers)
-            layers[block] = LayerSpec(**dims)
-            smaller = pruned.with_layers(layers)
+        smaller = _one_smaller(pruned, kind, block)
         expected = _lut_total(table, pruned) - _lut_total(table, smaller)
         assert gains[(kind, block)] == pytest.approx(expected, rel=1e-12), (kind, block)
     assert cost.latency(pruned) == pytest.approx(_lut_total(table, pruned))
@@ -189,15 +193,7 @@ def test_with_an_overhead_fit_the_price_and_the_gains_are_the_whole_models():
     keys = [("emb", None)] + [(k, b) for b in range(2) for k in ("heads", "qk", "v", "mlp")]
     gains = cost.gains(pruned, keys)
     for kind, block in keys:
-        if kind == "emb":
-            smaller = pruned.with_hidden(pruned.hidden - 1)
-        else:
-            s = pruned.layers[block]
-            dims = {"heads": s.heads, "qk_dim": s.qk_dim, "v_dim": s.v_dim, "mlp": s.mlp}
-            dims[{"qk": "qk_dim", "v": "v_dim"}.get(kind, kind)] -= 1
-            layers = list(pruned.layers)
-            layers[block] = LayerSpec(**dims)
-            smaller = pruned.with_layers(layers)
+        smaller = _one_smaller(pruned, kind, block)
         assert gains[(kind, block)] == pytest.approx(whole(pruned) - whole(smaller), rel=1e-9), (kind, block)
     # the embedding width also saves in the head and embeddings: more than a times its blocks' saving
     plain = LatencyCost(table, arch).gains(pruned, [("emb", None)])[("emb", None)]
