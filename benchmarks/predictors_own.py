@@ -3,9 +3,13 @@
 Given a result store of whole models of one space measured on one machine (``latbench profile
 --no-blocks``), trains every trainable predictor on at most 500 architectures (plus a small
 validation part for early stopping) and judges it on 200 others, for each statistic asked
-(median, p10). Beside the metrics it reports the data's own noise: the median relative half-width
-of the measurements' CI, below which no predictor can be judged. Optionally ships the best
-predictor (by test MAPE) with its card.
+(median, p10) and drift correction. Beside the metrics it reports the data's own noise: the median
+relative half-width of the measurements' CI, below which no predictor can be judged.
+
+The configuration (statistic, drift correction, model) is *chosen* without looking at the test
+architectures: by the mean MAPE of a 5-fold cross-validation grouped by architecture over the
+training and validation architectures alone; the test figures of the chosen one are then read
+once. Optionally ships the chosen predictor with its card.
 
     python benchmarks/predictors_own.py --store runs/bert_cpu_700.parquet --write \
         [--ship predictors/bert_cpu_b1_s128]
@@ -24,6 +28,36 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 MODELS = ("xgboost", "mlp", "roofline-linear")
+
+
+def cv_mape(ds, model: str, split, lut, seed: int, folds: int = 5) -> float:
+    """Mean MAPE of ``model`` over a grouped ``folds``-fold cross-validation on the non-test rows of ``split``."""
+    from latbench.predictors.base import create_predictor
+    from latbench.predictors.metrics import compute_metrics
+    from latbench.predictors.train import default_feature_spec
+
+    dev = np.concatenate([split.train, split.val])
+    groups = ds.groups[dev]
+    uniq = np.unique(groups)
+    rng = np.random.default_rng(seed)
+    fold_of = dict(zip(rng.permutation(uniq).tolist(), np.arange(uniq.size) % folds))
+    fold = np.array([fold_of[g] for g in groups.tolist()])
+    y = ds.target_ms
+    mapes = []
+    for k in range(folds):
+        fit_idx, held = dev[fold != k], dev[fold == k]
+        # early stopping on a tenth of the fitting architectures, as train_predictor's val part
+        fit_groups = ds.groups[fit_idx]
+        es = np.isin(fit_groups, rng.permutation(np.unique(fit_groups))[: max(1, np.unique(fit_groups).size // 10)])
+        if model == "lut-sum":
+            pred = create_predictor(model)
+            pred.set_lut(lut)
+        else:
+            pred = create_predictor(model, None, default_feature_spec(ds))
+        x = pred.featurize(ds.frame)
+        pred.fit(x[fit_idx[~es]], y[fit_idx[~es]], x[fit_idx[es]], y[fit_idx[es]], seed=seed)
+        mapes.append(compute_metrics(pred.predict(x[held]), y[held]).mape)
+    return float(np.mean(mapes))
 
 
 def main() -> None:
@@ -75,10 +109,11 @@ def main() -> None:
             )
             m = result.metrics["test"]
             n_train = result.metrics["train"].n
-            rows.append((stat, beta, model, n_train, m))
-            print(stat, beta, model, n_train, m.n, f"{m.mape:.2f}%", flush=True)
-            if best is None or m.mape < best[0].metrics["test"].mape:
-                best = (result, stat, model, beta)
+            cv = cv_mape(ds, model, result.split, args.lut, args.seed)
+            rows.append((stat, beta, model, n_train, cv, m))
+            print(stat, beta, model, n_train, m.n, f"cv {cv:.2f}%", f"test {m.mape:.2f}%", flush=True)
+            if best is None or cv < best[4]:
+                best = (result, stat, model, beta, cv)
     lines = [
         f"Store `{args.store}`: {n_archs} architectures, deployment {ds.validity.describe()}. The measurements' own "
         f"precision: median relative half-width of the median's 95% CI {100 * float(np.median(half)):.2f}% "
@@ -88,21 +123,25 @@ def main() -> None:
         "Drift correction β: each row's latency times (median ref_ms / ref_ms)^β, ref_ms being the reference "
         "workload timed in the row's rounds (0: as measured).",
         "",
-        "| statistic | drift β | model | train archs | test archs | MAPE | ±5% | ±10% | Kendall τ | max APE |",
-        "| --- | --: | --- | --: | --: | --: | --: | --: | --: | --: |",
+        "Selection: 5-fold cross-validation grouped by architecture over the training and validation "
+        "architectures only (CV MAPE); the test columns are those 200 held-out architectures.",
+        "",
+        "| statistic | drift β | model | train archs | CV MAPE | test archs | MAPE | ±5% | ±10% | Kendall τ "
+        "| max APE |",
+        "| --- | --: | --- | --: | --: | --: | --: | --: | --: | --: | --: |",
     ]
-    for stat, beta, model, n_train, m in rows:
+    for stat, beta, model, n_train, cv, m in rows:
         lines.append(
-            f"| {stat} | {beta:g} | {model} | {n_train} | {m.n} | {m.mape:.2f}% | {100 * m.within_5pct:.1f}% | "
-            f"{100 * m.within_10pct:.1f}% | {m.kendall_tau:.3f} | {m.max_ape:.1f}% |"
+            f"| {stat} | {beta:g} | {model} | {n_train} | {cv:.2f}% | {m.n} | {m.mape:.2f}% | "
+            f"{100 * m.within_5pct:.1f}% | {100 * m.within_10pct:.1f}% | {m.kendall_tau:.3f} | {m.max_ape:.1f}% |"
         )
-    result, stat, model, beta = best  # type: ignore[misc]
+    result, stat, model, beta, cv = best  # type: ignore[misc]
     m = result.metrics["test"]
     met = m.within_10pct >= 0.99 and m.mape <= 3.0 and m.kendall_tau >= 0.95
     lines += [
         "",
-        f"Best: {model} on {stat}, drift β {beta:g} (MAPE {m.mape:.2f}%, ±10% {100 * m.within_10pct:.1f}%, "
-        f"τ {m.kendall_tau:.3f}); "
+        f"Chosen by CV MAPE ({cv:.2f}%): {model} on {stat}, drift β {beta:g}. Its test figures: MAPE {m.mape:.2f}%, "
+        f"±10% {100 * m.within_10pct:.1f}%, τ {m.kendall_tau:.3f}; "
         f"the issue's targets (±10% >= 99%, MAPE <= 3%, τ >= 0.95) are {'met' if met else '**not** met'}.",
     ]
     if args.ship is not None:
