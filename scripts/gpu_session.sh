@@ -60,7 +60,7 @@ keep() { cp -r "$@" "$stage"/ 2>/dev/null || true; }
 
 step_check() {
     nvidia-smi || true
-    lb env --device "$dev" | tee "$stage/env.txt"
+    lb env | tee "$stage/env.txt"
     "$PY" -m pytest -m gpu -q -p no:cacheprovider -o addopts="" tests/profiling/test_backends.py \
         tests/models/test_export.py 2>&1 | tee "$stage/gpu_tests.log"
 }

@@ -151,7 +151,9 @@ def query(
     nvit_conventions: bool = typer.Option(
         False, "--nvit-conventions", help="Query an NViT table as NViT does (zero EMB row, MLP_1 as 0)."
     ),
-    overhead: Path | None = typer.Option(None, "--overhead", help="A fitted LUT-sum model (JSON) to add the overhead."),
+    overhead: Path | None = typer.Option(
+        None, "--overhead", help="A LUT-sum fit (its JSON, or a lut-sum predictor directory) for end-to-end ms."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: total, per-block values, extrapolation flags."),
 ) -> None:
     """Latency of an architecture: the sum of its blocks' latencies, interpolated in the table."""
@@ -174,11 +176,11 @@ def query(
     total, unit = res.total, table.meta.unit
     e2e = None
     if overhead is not None:
-        from latbench.lut.latency_model import LutSumModel
+        from latbench.lut.latency_model import load_overhead
 
         if unit != "ms":
             raise LatbenchError(str(file), "values are in an unknown unit; an overhead model needs a table in ms")
-        e2e = LutSumModel.load(overhead).end_to_end_ms(a, total, table)
+        e2e = load_overhead(overhead).end_to_end_ms(a, total, table)
     flagged = [i for i, e in enumerate(res.extrapolated) if e]
     if as_json:
         out = {

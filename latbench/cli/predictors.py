@@ -147,7 +147,37 @@ def train_predictor(
     )
     save_trained(result, out)
     console.print(_metrics_table(result.metrics, f"{model} on {data} ({ds.statistic}; {ds.validity.describe()})"))
+    report = getattr(getattr(result.predictor, "model", None), "report", None)
+    if model == "lut-sum" and report is not None:
+        console.print(_lut_sum_report(result.predictor.model))  # type: ignore[attr-defined]
+    n_train = result.card.split["architectures"]["train"]
+    if n_train < MIN_TRAIN_ARCHS:
+        console.print(
+            f"[yellow]warning:[/] only {n_train} training architecture(s): these metrics say little "
+            f"(profile at least {MIN_TRAIN_ARCHS}, e.g. latbench profile --samples 100)"
+        )
     console.print(f"fit in {result.card.fit_seconds:.1f} s; wrote {out}")
+
+
+#: Below this many training architectures train-predictor warns that its metrics mean little.
+MIN_TRAIN_ARCHS = 20
+
+
+def _lut_sum_report(fit: Any) -> str:
+    """The LUT-sum fit's coefficients and its accuracy on the fitting rows: plain sum, without d, fitted."""
+    rep = fit.report
+
+    def acc(a: Any) -> str:
+        return f"MAPE {a.mape:.1f}% (±10% {100 * a.within_10pct:.0f}%)"
+
+    parts = [f"plain sum of blocks {acc(rep.plain_sum)}"]
+    if rep.without_d is not None:
+        parts.append(f"a·Σ+b·n+c {acc(rep.without_d)}")
+    parts.append(f"fitted {acc(rep.fitted)}")
+    return (
+        f"lut-sum fit e2e = {fit.a:.4g}·Σblocks + {fit.b:.4g}·n_blocks + {fit.c:.4g} + {fit.d:.4g}·rest_gflop; "
+        f"on its {rep.fitted.n} fitting rows: " + ", ".join(parts)
+    )
 
 
 def _train_command(
@@ -242,6 +272,16 @@ def _workload_default(pred: Any, key: str, given: int | None, flag: str) -> int 
     return None
 
 
+def _workload_problems(validity: Any, batch: int | None, seq_len: int | None) -> list[str]:
+    """The workload values outside the range a predictor was trained on (empty when none, or no validity)."""
+    problems = []
+    for key, value in (("batch", batch), ("seq_len", seq_len)):
+        rng = None if validity is None else validity.workload.get(key)
+        if value is not None and rng is not None and not rng[0] <= value <= rng[1]:
+            problems.append(f"{key} {value} lies outside the predictor's {rng[0]}..{rng[1]}")
+    return problems
+
+
 def _predict_arch(pred: Any, arch_value: str, batch: int | None, seq: int | None, force: bool) -> None:
     from latbench.space.formats import load_arch
 
@@ -259,10 +299,7 @@ def _predict_arch(pred: Any, arch_value: str, batch: int | None, seq: int | None
     if validity is not None:
         if validity.family is not None and validity.family != a.family:
             problems.append(f"the predictor is for {validity.family} models, the architecture is {a.family}")
-        for key, value in (("batch", b), ("seq_len", s)):
-            rng = validity.workload.get(key)
-            if value is not None and rng is not None and not rng[0] <= value <= rng[1]:
-                problems.append(f"{key} {value} lies outside the predictor's {rng[0]}..{rng[1]}")
+        problems += _workload_problems(validity, b, s)
     if problems and not force:
         raise LatbenchError("--arch", f"{problems[0]}; use --force to predict anyway")
     _note_forced(problems)

@@ -138,6 +138,11 @@ def prune(
         raise
     if lut_path is None and (cfg.latency_target is not None or cfg.latency_regularization > 0):
         raise LatbenchError("--lut", "a latency target or --latency-regularization needs a latency table")
+    if nvit_unit is not None:
+        if nvit_unit not in ("s", "ms"):
+            raise LatbenchError("--nvit-unit", f"unknown unit {nvit_unit!r} (expected s or ms)")
+        if lut_path is None or lut_path == "measure" or _is_latbench_lut(lut_path):
+            raise LatbenchError("--nvit-unit", "is the unit of NViT's latency_head.json; this --lut records its own")
     if overhead is not None and lut_path is None:
         raise LatbenchError("--overhead", "prices a LUT's block sum; give --lut too")
     job = PruneJob(
@@ -211,3 +216,14 @@ def finetune(
             f"accuracy    test {100 * b['test']:.1f}% -> {100 * a['test']:.1f}% (unpruned {100 * t['test']:.1f}%)"
         )
     console.print(f"wrote       {directory / 'finetuned.pt'}, {directory / 'finetune_report.json'}")
+
+
+def _is_latbench_lut(path: str) -> bool:
+    """Whether ``path`` is a latbench LUT file (which records its unit); False when unreadable (checked later)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh).get("format") == "latbench-lut"
+    except (OSError, ValueError, AttributeError):
+        return False

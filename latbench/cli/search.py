@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from latbench.cli._app import console
-from latbench.cli.predictors import FORCE_HELP, _note_forced, _parse_params, _workload_default
+from latbench.cli.predictors import FORCE_HELP, _note_forced, _parse_params, _workload_default, _workload_problems
 from latbench.cli.profile import (
     BACKEND,
     BUDGET_S,
@@ -127,14 +127,16 @@ def search(
 
     if (latency_constraint is None) == (latency_ms is None):
         raise LatbenchError("--latency-constraint", "give exactly one of --latency-constraint X and --latency-ms MS")
+    if measure_top < 0:
+        raise LatbenchError("--measure-top", f"must be >= 0, got {measure_top}")
     if device is not None and reference_ms is not None:
         raise LatbenchError(
             "--reference-ms", "give either --device (measure the reference) or --reference-ms, not both"
         )
     if validate and device is None:
         raise LatbenchError("--validate", "validation measures on a target: give --device")
-    if measure_top < 0 or (measure_top and device is None):
-        raise LatbenchError("--measure-top", "measures K >= 0 candidates on a target: give --device")
+    if measure_top and device is None:
+        raise LatbenchError("--measure-top", "measures K candidates on a target: give --device")
     if budget < 1:
         raise LatbenchError("--budget", f"must be >= 1, got {budget}")
     from latbench.search.base import get_searcher_class
@@ -171,6 +173,12 @@ def search(
         deploy = deploy_config(backend, device, mode, precision, threads, cache, b, s, option)
         if pred.validity is not None:
             _note_forced(pred.validity.check(deploy_validity(deploy, sp.family), force, where="--predictor"))
+    else:  # no target to compare with: the workload must still be one the predictor was trained on
+        problems = _workload_problems(pred.validity, b, s)
+        if problems and not force:
+            flag = "--batch" if problems[0].startswith("batch") else "--seq"
+            raise LatbenchError(flag, f"{problems[0]}; use --force to search anyway")
+        _note_forced(problems)
     reference = None
     if reference_ms is not None:
         assert sp.reference is not None
@@ -240,6 +248,13 @@ def search(
         f"({best.low_ms:.4g} to {best.high_ms:.4g}), speed-up {reference.latency_ms / best.latency_ms:.3g}x, "
         f"quality {best.quality:.4g}"
     )
+    c = problem.constraint
+    if best.latency_ms > c.target_ms:  # allowed by a window reaching above the target (candidate, fast)
+        asked = f"{c.speedup:g}x" if c.speedup is not None else f"{c.target_ms:.4g} ms"
+        console.print(
+            f"note        predicted {100 * (best.latency_ms / c.target_ms - 1):.1f}% slower than the {asked} asked: "
+            f"inside the window {c.low:g},{c.high:g} of the target (--window 0,1 for a strict bound)"
+        )
     console.print(
         f"searched    {len(outcome.history)} architectures in {outcome.wall_s:.2f} s ({outcome.stopped}); wrote {out}"
     )

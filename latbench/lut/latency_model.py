@@ -282,7 +282,7 @@ class LutSumModel:
                 raise LatbenchError(
                     table.origin,
                     f"its workload.{key} is {have[key]}, the LUT-sum model was fitted at {self.workload[key]}; "
-                    "use force=True / --force to use it anyway",
+                    "use --force (force=True in Python) to use it anyway",
                 )
 
     def evaluate(self, sum_of_blocks_ms: Any, n_blocks: Any, measured_ms: Any, rest_gflop: Any = None) -> FitReport:
@@ -452,6 +452,25 @@ class LutSumModel:
         from latbench.io import read_json
 
         return cls.from_dict(read_json(path), str(path))
+
+
+def load_overhead(path: str | os.PathLike[str]) -> LutSumModel:
+    """Read a LUT-sum fit: its JSON file, or a ``lut-sum`` predictor directory (from ``train-predictor``).
+
+    Raises:
+        LatbenchError: Neither (one line naming the path).
+    """
+    p = Path(path)
+    if p.is_dir():
+        from latbench.predictors.persist import load_predictor
+
+        predictor = load_predictor(p)
+        if predictor.name != "lut-sum":
+            raise LatbenchError(
+                str(p), f"a {predictor.name} predictor, not a lut-sum one (train-predictor --model lut-sum)"
+            )
+        return predictor.model  # type: ignore[attr-defined,no-any-return]
+    return LutSumModel.load(p)
 
 
 def block_sums(table: Any, archs: Sequence[Any], extrapolate: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -446,7 +446,7 @@ class LookupTable:
                     raise LatbenchError(
                         self.origin,
                         f"{a.name}={_fmt(bad)} is outside the grid: {a.name} spans {_fmt(a.lo)}..{_fmt(a.hi)} "
-                        "(extrapolate=True / --extrapolate to go beyond it, flagged)",
+                        "(--extrapolate / extrapolate=True to go beyond it, flagged)",
                     )
                 if len(a) == 1:
                     raise LatbenchError(
@@ -516,7 +516,7 @@ class LookupTable:
                 elif have[key] != want:
                     problems.append(f"its {what}.{key} is {have[key]!r}, not {want!r}")
         if problems and not force:
-            raise LatbenchError(self.origin, f"{problems[0]}; use force=True / --force to use it anyway")
+            raise LatbenchError(self.origin, f"{problems[0]}; use --force (force=True in Python) to use it anyway")
         return problems
 
     def _check_arch(self, arch: Arch, force: bool) -> None:
@@ -529,7 +529,7 @@ class LookupTable:
                 if have is not None and have != getattr(arch, key):
                     problems.append(f"its workload.{key} is {have}, the architecture's is {getattr(arch, key)}")
         if problems and not force:
-            raise LatbenchError(self.origin, f"{problems[0]}; use force=True / --force to use it anyway")
+            raise LatbenchError(self.origin, f"{problems[0]}; use --force (force=True in Python) to use it anyway")
 
     # ---------------------------------------------------------- coverage
     def coverage(self) -> Coverage:

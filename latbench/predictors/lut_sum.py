@@ -128,7 +128,16 @@ class LutSumPredictor(Predictor):
         """Rows of (block sum, block count[, non-block GFLOPs at that row's batch and sequence length])."""
         from latbench.lut import block_sums, non_block_gflop
 
-        sums, counts = block_sums(self._table(), archs, extrapolate=self.config.extrapolate)
+        try:
+            sums, counts = block_sums(self._table(), archs, extrapolate=self.config.extrapolate)
+        except LatbenchError as exc:
+            if "outside the grid" not in exc.what:
+                raise
+            # the table's hint names lut query's flag; a predictor takes it as a setting
+            what = exc.what.split(" (--extrapolate")[0]
+            raise LatbenchError(
+                exc.where, f"{what} (--param extrapolate=true / extrapolate=True to go beyond it)"
+            ) from None
         cols = {"lut_sum_ms": sums, "n_blocks": counts}
         names = self._columns()
         if REST_COLUMN in names:

@@ -25,16 +25,14 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from latbench.errors import LatbenchError
+from latbench.lut.latency_model import LutSumModel, load_overhead
 from latbench.lut.table import LookupTable
 from latbench.space.arch import Arch, LayerSpec
-
-if TYPE_CHECKING:
-    from latbench.lut.latency_model import LutSumModel
 
 __all__ = ["LatencyCost", "load_lut", "load_overhead"]
 
@@ -66,27 +64,6 @@ def load_lut(path: str | os.PathLike[str], nvit_unit: str | None = None) -> Look
     if isinstance(data, Mapping) and data and all(isinstance(k, str) and k.startswith("EMB_") for k in data):
         return read_nvit(data, unit=nvit_unit, nvit_conventions=True, where=str(Path(path)))
     raise LatbenchError(str(path), "not a latency table: expected a latbench LUT or NViT's latency_head.json")
-
-
-def load_overhead(path: str | os.PathLike[str]) -> LutSumModel:
-    """Read a LUT-sum fit: its JSON file, or a ``lut-sum`` predictor directory (from ``train-predictor``).
-
-    Raises:
-        LatbenchError: Neither (one line naming the path).
-    """
-    from latbench.lut.latency_model import LutSumModel
-
-    p = Path(path)
-    if p.is_dir():
-        from latbench.predictors.persist import load_predictor
-
-        predictor = load_predictor(p)
-        if predictor.name != "lut-sum":
-            raise LatbenchError(
-                str(p), f"a {predictor.name} predictor, not a lut-sum one (train-predictor --model lut-sum)"
-            )
-        return predictor.model  # type: ignore[attr-defined,no-any-return]
-    return LutSumModel.load(p)
 
 
 class LatencyCost:

@@ -159,3 +159,21 @@ def test_train_and_evaluate_with_drift_correction(tmp_path):
     assert corrected < json.loads(r.stdout)["mape"]
     r = run("train-predictor", "--data", store, "--model", "xgboost", "--out", tmp_path / "x", "--drift-correction", 3)
     assert r.exit_code == 2 and "--drift-correction" in r.stderr
+
+
+def test_train_predictor_prints_the_lut_sum_fit_and_warns_on_few_architectures(tmp_path):
+    from tests.predictors.conftest import write_synthetic_store
+    from tests.predictors.test_lut_sum_transfer import _bert_lut
+
+    store = write_synthetic_store(tmp_path / "s.parquet", n_archs=60, seq_lens=(128,))
+    _bert_lut(tmp_path / "lut.json")
+    r = run("train-predictor", "--data", store, "--model", "lut-sum", "--lut", tmp_path / "lut.json", "--out",
+            tmp_path / "p")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert "lut-sum fit e2e =" in text and "plain sum of blocks MAPE" in text and "a·Σ+b·n+c MAPE" in text
+    assert "fitted MAPE" in text and "warning" not in text
+    small = write_synthetic_store(tmp_path / "small.parquet", n_archs=8, seq_lens=(128,))
+    r = run("train-predictor", "--data", small, "--model", "roofline-linear", "--out", tmp_path / "q")
+    assert r.exit_code == 0, r.output
+    assert "warning: only 6 training architecture(s)" in " ".join(r.stdout.split())

@@ -89,7 +89,7 @@ def test_lut_sum_refusals(lut_store, store_path, hat_gpu, tmp_path):
     ds = load_dataset(lut_store)
     with pytest.raises(LatbenchError, match="needs a look-up table"):
         train_predictor(ds, "lut-sum")
-    with pytest.raises(LatbenchError, match="'Another CPU', not 'Test CPU'; use force"):
+    with pytest.raises(LatbenchError, match="'Another CPU', not 'Test CPU'; use --force"):
         train_predictor(ds, "lut-sum", lut=tmp_path / "other.json")
     assert train_predictor(ds, "lut-sum", lut=tmp_path / "other.json", force=True).predictor.fitted
     with pytest.raises(LatbenchError, match="one workload"):
@@ -154,3 +154,15 @@ def test_pruning_prices_a_model_as_the_lut_sum_predictor_does(lut_store, tmp_pat
     with pytest.raises(LatbenchError, match="a xgboost predictor, not a lut-sum one"):
         train = train_predictor(load_dataset(lut_store), "xgboost", seed=0, config=FAST["xgboost"])
         load_overhead(save_trained(train, tmp_path / "xgb"))
+
+
+def test_lut_sum_outside_its_table_names_the_setting_that_extrapolates(lut_store, tmp_path):
+    table = _bert_lut(tmp_path / "lut.json")
+    narrow = LookupTable(axes=(Axis("hidden", (512, 768)), *table.axes[1:]), values=table.values[2:], meta=table.meta)
+    narrow.save(tmp_path / "narrow.json")
+    ds = load_dataset(lut_store)
+    with pytest.raises(LatbenchError, match=r"outside the grid.*--param extrapolate=true") as exc:
+        train_predictor(ds, "lut-sum", seed=0, lut=tmp_path / "narrow.json")
+    assert "--extrapolate /" not in exc.value.what  # lut query's flag, not this command's
+    result = train_predictor(ds, "lut-sum", seed=0, lut=tmp_path / "narrow.json", config={"extrapolate": True})
+    assert result.metrics["test"].n > 0

@@ -152,6 +152,15 @@ def test_bad_inputs_give_one_line(tmp_path, lut_file, pruned_dir):
     assert_one_line_error(run(*base, "--lut", lut_file), "--latency-target", "--params-target")
     assert_one_line_error(run(*base, "--latency-target", "0.5"), "--lut")
     assert_one_line_error(
+        run(*base, "--lut", lut_file, "--latency-target", "0.5", "--nvit-unit", "h"), "--nvit-unit", "unknown unit 'h'"
+    )
+    assert_one_line_error(
+        run(*base, "--lut", lut_file, "--latency-target", "0.5", "--nvit-unit", "ms"), "--nvit-unit", "records its own"
+    )
+    assert_one_line_error(
+        run(*base, "--lut", "measure", "--latency-target", "0.5", "--nvit-unit", "s"), "--nvit-unit", "NViT"
+    )
+    assert_one_line_error(
         run(*base, "--lut", lut_file, "--latency-target", "0.5", "--importance", "fisher"), "--importance", "fisher"
     )
     small = tmp_path / "small.json"

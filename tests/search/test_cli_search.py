@@ -110,6 +110,7 @@ def test_nsga2_writes_the_front(xgb_dir, reference_ms, tmp_path):
         (["--latency-ms", 0.001], ("--latency-ms", "not reachable")),
         (["--latency-constraint", 7, "--validate"], ("--validate", "--device")),
         (["--latency-constraint", 7, "--measure-top", 3], ("--measure-top", "--device")),
+        (["--latency-constraint", 7, "--measure-top", -1], ("--measure-top", "must be >= 0")),
         (["--latency-constraint", 7, "--method", "gradient"], ("differentiable predictor",)),
         (["--latency-constraint", 7, "--quality", "nomodule_xyz:f"], ("--quality", "cannot import")),
         (["--latency-constraint", 7, "--space", "vit"], ("--predictor", "bert models", "vit")),
@@ -348,3 +349,23 @@ def test_search_judged_by_the_supernet(supernet_run, tmp_path):
         tmp_path / "x",
     )
     assert_one_line_error(r, "--quality", "does not hold", f"--space supernet:{run_dir}")
+
+
+def test_search_refuses_a_workload_outside_the_predictors_without_a_device(xgb_dir, reference_ms, tmp_path):
+    args = ["search", "--predictor", xgb_dir, "--latency-ms", 80, "--budget", 20, "--method", "random"]
+    assert_one_line_error(run(*args, "--seq", 64, "--out", tmp_path / "a"), "--seq", "seq_len 64", "--force")
+    assert_one_line_error(run(*args, "--batch", 8, "--out", tmp_path / "b"), "--batch", "batch 8", "--force")
+    assert not (tmp_path / "a").exists()
+    forced = run(*args, "--seq", 64, "--force", "--out", tmp_path / "c")
+    assert forced.exit_code == 0, forced.output
+    assert json.loads((tmp_path / "c" / "result.json").read_text())["workload"]["seq_len"] == 64
+
+
+def test_search_says_when_its_window_let_the_result_be_slower_than_asked(xgb_dir, reference_ms, tmp_path):
+    args = ["search", "--predictor", xgb_dir, "--latency-constraint", 7, "--reference-ms", reference_ms, "--budget"]
+    r = run(*args, 100, "--method", "candidate", "--window", "1.0,1.2", "--out", tmp_path / "w")
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert "slower than the 7x asked: inside the window 1,1.2 of the target" in text
+    strict = run(*args, 100, "--method", "random", "--out", tmp_path / "s")
+    assert strict.exit_code == 0 and "slower than the" not in strict.stdout
