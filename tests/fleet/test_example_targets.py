@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from latbench.fleet.targets import read_targets, parse_targets
+from latbench.fleet.targets import parse_targets, read_targets
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fleet_targets.yaml"
 
