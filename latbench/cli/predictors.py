@@ -300,6 +300,9 @@ def _predict_arch(pred: Any, arch_value: str, batch: int | None, seq: int | None
         if validity.family is not None and validity.family != a.family:
             problems.append(f"the predictor is for {validity.family} models, the architecture is {a.family}")
         problems += _workload_problems(validity, b, s)
+        from latbench.predictors.data import arch_dim_ranges
+
+        problems += validity.dim_problems(arch_dim_ranges([a]))
     if problems and not force:
         raise LatbenchError("--arch", f"{problems[0]}; use --force to predict anyway")
     _note_forced(problems)

@@ -206,6 +206,20 @@ def search(
             err=True,
         )
     check_reachable(problem, seed=seed)
+    if pred.validity is not None:  # the space's reach against the dimensions the predictor was trained on
+        pairs = sp.attention_choices()
+        heads, qk = [h for h, _ in pairs], [d for _, d in pairs]
+        v = qk if sp.v_dim is None else [sp.v_dim.min, sp.v_dim.max]
+        reach = {
+            "hidden": [sp.hidden.min, sp.hidden.max],
+            "layers": [sp.n_layers.min, sp.n_layers.max],
+            "heads": [min(heads), max(heads)],
+            "qk_dim": [min(qk), max(qk)],
+            "v_dim": [min(v), max(v)],
+            "mlp": [sp.mlp.min, sp.mlp.max],
+        }
+        for issue in pred.validity.dim_problems(reach, what=f"space {sp.name!r}"):
+            typer.echo(f"latbench: warning: --predictor: {issue}", err=True)
     console.print(f"reference   {sp.reference.describe()}: {reference.latency_ms:.4g} ms ({reference.source})")  # type: ignore[union-attr]
     console.print(f"constraint  {problem.constraint.describe()}")
     progress, on_progress = _progress(method)

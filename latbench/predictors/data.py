@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+#: How far (relative) a dimension may lie beyond the training architectures' before it is flagged.
+DIM_TOLERANCE = 0.15
+
+
 @dataclass(frozen=True)
 class Validity:
     """Where a predictor's (or a data set's) latencies hold.
@@ -72,6 +76,9 @@ class Validity:
         family: Model family (stores), or None.
         spaces: Search spaces the architectures came from (stores).
         task: The imported table's data set (HAT: ``wmt14ende`` ...), or None.
+        dims: Ranges of the architectures' dimensions seen (stores), ``{"hidden": [lo, hi],
+            "layers": ..., "heads": ..., "qk_dim": ..., "v_dim": ..., "mlp": ...}``; beyond them a
+            prediction is an extrapolation (:meth:`dim_problems`). Empty when unknown.
     """
 
     source: str
@@ -82,6 +89,7 @@ class Validity:
     family: str | None = None
     spaces: tuple[str, ...] = ()
     task: str | None = None
+    dims: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,13 +101,14 @@ class Validity:
             "family": self.family,
             "spaces": list(self.spaces),
             "task": self.task,
+            **({"dims": {k: [int(x) for x in v] for k, v in self.dims.items()}} if self.dims else {}),
         }
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "validity") -> Validity:
         if not isinstance(data, Mapping):
             raise LatbenchError(where, "expected an object")
-        allowed = {"source", "device", "deploy", "workload", "env_ids", "family", "spaces", "task"}
+        allowed = {"source", "device", "deploy", "workload", "env_ids", "family", "spaces", "task", "dims"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise LatbenchError(where, f"unknown key {unknown[0]!r}")
@@ -112,6 +121,13 @@ class Validity:
             if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)):
                 raise LatbenchError(where, f"workload.{k}: expected [low, high]")
             workload[k] = [int(v[0]), int(v[1])]
+        dims: dict[str, list[int]] = {}
+        if not isinstance(data.get("dims", {}), Mapping):
+            raise LatbenchError(where, "dims must be an object")
+        for k, v in dict(data.get("dims", {})).items():
+            if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)):
+                raise LatbenchError(where, f"dims.{k}: expected [low, high]")
+            dims[k] = [int(v[0]), int(v[1])]
         return cls(
             source=data["source"],
             device=data.get("device"),
@@ -121,7 +137,28 @@ class Validity:
             family=data.get("family"),
             spaces=tuple(data.get("spaces", ())),
             task=data.get("task"),
+            dims=dims,
         )
+
+    def dim_problems(
+        self, ranges: Mapping[str, Sequence[int]], what: str = "the architecture", tolerance: float = DIM_TOLERANCE
+    ) -> list[str]:
+        """Dimensions in ``ranges`` (from :func:`arch_dim_ranges`) beyond those the predictor was trained on.
+
+        A dimension counts as beyond when it lies more than ``tolerance`` (relative) below the
+        smallest or above the largest value trained on: a few hundred architectures sampled from
+        a space seldom hit its exact extremes, and one step past them is interpolation in all but name.
+        """
+        problems = []
+        for key, (lo, hi) in ranges.items():
+            if key in self.dims:
+                dlo, dhi = self.dims[key]
+                if lo < dlo * (1 - tolerance) or hi > dhi * (1 + tolerance):
+                    seen = f"{lo}" if lo == hi else f"{lo}..{hi}"
+                    problems.append(
+                        f"{what}: {key} {seen} lies outside the training architectures' {dlo}..{dhi} (extrapolation)"
+                    )
+        return problems
 
     def describe(self) -> str:
         """One line: device, deployment, workload."""
@@ -291,6 +328,28 @@ def _hardware_name(device: str, env: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+#: The dimensions whose training ranges a predictor records (:attr:`Validity.dims`).
+ARCH_DIMS: tuple[str, ...] = ("hidden", "layers", "heads", "qk_dim", "v_dim", "mlp")
+
+
+def arch_dim_ranges(archs: Iterable[Any]) -> dict[str, list[int]]:
+    """``{dim: [lo, hi]}`` over ``archs`` (:class:`~latbench.space.Arch`), every layer counted."""
+    lo: dict[str, int] = {}
+    hi: dict[str, int] = {}
+
+    def see(key: str, value: int) -> None:
+        lo[key] = min(lo.get(key, value), value)
+        hi[key] = max(hi.get(key, value), value)
+
+    for a in archs:
+        see("hidden", a.hidden)
+        see("layers", a.n_layers)
+        for spec in a.layers:
+            for key in ("heads", "qk_dim", "v_dim", "mlp"):
+                see(key, int(getattr(spec, key)))
+    return {k: [lo[k], hi[k]] for k in ARCH_DIMS if k in lo}
+
+
 def _workload_ranges(frame: Any) -> dict[str, list[int]]:
     import pandas as pd
 
@@ -301,6 +360,15 @@ def _workload_ranges(frame: Any) -> dict[str, list[int]]:
             if len(values):
                 out[col] = [int(values.min()), int(values.max())]
     return out
+
+
+def _store_dims(arch_jsons: list[str], where: str) -> dict[str, list[int]]:
+    from latbench.space.arch import Arch
+
+    try:
+        return arch_dim_ranges(Arch.from_json(a) for a in arch_jsons)
+    except LatbenchError as exc:
+        raise LatbenchError(where, f"an architecture in the store: {exc.what}") from None
 
 
 def _strip_workload(key: str) -> str:
@@ -395,6 +463,7 @@ def load_store_dataset(
         env_ids=env_ids,
         family=next(iter(families)),
         spaces=tuple(sorted(frame["space"].astype(str).unique())),
+        dims=_store_dims(frame["arch"].astype(str).unique().tolist(), where),
     )
     return Dataset(
         path=where,

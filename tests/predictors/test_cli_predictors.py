@@ -101,6 +101,11 @@ def test_store_train_and_predict_one_arch(store_path, tmp_path):
     assert_one_line_error(run("predict", "--predictor", tmp_path / "m", "--arch", arch), "--seq", "64..128")
     assert_one_line_error(run("predict", "--predictor", tmp_path / "m", "--arch", arch, "--seq", "256"), "outside")
     assert run("predict", "--predictor", tmp_path / "m", "--arch", arch, "--seq", "256", "--force").exit_code == 0
+    # An architecture wider than any the predictor was trained on is an extrapolation: refused unless forced.
+    wide = get_space("bert").sample(7, n=1)[0].with_hidden(2048).to_json()
+    args = ["predict", "--predictor", tmp_path / "m", "--arch", wide, "--seq", "128"]
+    assert_one_line_error(run(*args), "--arch", "hidden 2048 lies outside the training architectures'", "--force")
+    assert run(*args, "--force").exit_code == 0
     # The store's median is not what a p10 predictor predicts, unless asked.
     r = run("evaluate-predictor", "--predictor", tmp_path / "m", "--data", store_path, "--statistic", "median")
     assert_one_line_error(r, "predicts the p10")

@@ -134,3 +134,23 @@ def test_drift_correction_brings_rows_to_one_machine_speed(tmp_path):
         load_dataset(plain, drift_correction=1.0)
     with pytest.raises(LatbenchError, match=r"\[0, 1\]"):
         load_dataset(store, drift_correction=2.0)
+
+
+def test_a_store_records_the_dimensions_it_holds_and_flags_what_lies_well_beyond(store_path):
+    from latbench.predictors.data import Validity, arch_dim_ranges
+    from latbench.space import Arch
+
+    ds = load_dataset(store_path)
+    dims = ds.validity.dims
+    archs = [Arch.from_json(a) for a in set(ds.frame["arch"].astype(str))]
+    assert dims == arch_dim_ranges(archs) and set(dims) == {"hidden", "layers", "heads", "qk_dim", "v_dim", "mlp"}
+    back = Validity.from_dict(ds.validity.to_dict())
+    assert back.dims == dims
+    lo, hi = dims["hidden"]
+    assert back.dim_problems({"hidden": [lo, hi]}) == []
+    assert back.dim_problems({"hidden": [int(lo * 0.9), hi]}) == []  # within the 15% tolerance
+    (problem,) = back.dim_problems({"hidden": [lo, int(hi * 1.5)]})
+    assert f"hidden {lo}..{int(hi * 1.5)} lies outside the training architectures' {lo}..{hi}" in problem
+    assert Validity.from_dict({k: v for k, v in ds.validity.to_dict().items() if k != "dims"}).dim_problems(
+        {"hidden": [1, 10**6]}
+    ) == []  # a predictor saved before dims were recorded checks nothing

@@ -369,3 +369,20 @@ def test_search_says_when_its_window_let_the_result_be_slower_than_asked(xgb_dir
     assert "slower than the 7x asked: inside the window 1,1.2 of the target" in text
     strict = run(*args, 100, "--method", "random", "--out", tmp_path / "s")
     assert strict.exit_code == 0 and "slower than the" not in strict.stdout
+
+
+def test_search_warns_when_the_space_reaches_beyond_the_predictors_training_architectures(
+    xgb_dir, reference_ms, tmp_path
+):
+    from latbench.io import atomic_write_text
+    from latbench.space import get_space
+
+    wide = get_space("bert").to_dict()
+    wide["name"], wide["hidden"] = "wide", {"min": 128, "max": 1024, "step": 64}
+    atomic_write_text(tmp_path / "wide.json", json.dumps(wide))
+    args = ["search", "--predictor", xgb_dir, "--latency-constraint", 7, "--reference-ms", reference_ms]
+    r = run(*args, "--space", tmp_path / "wide.json", "--budget", 50, "--method", "random", "--out", tmp_path / "w")
+    assert r.exit_code == 0, r.output
+    assert "warning: --predictor: space 'wide': hidden 128..1024 lies outside" in " ".join(r.stderr.split())
+    same = run(*args, "--budget", 50, "--method", "random", "--out", tmp_path / "s")
+    assert same.exit_code == 0 and "lies outside" not in same.stderr
