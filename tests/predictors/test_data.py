@@ -151,6 +151,9 @@ def test_a_store_records_the_dimensions_it_holds_and_flags_what_lies_well_beyond
     assert back.dim_problems({"hidden": [int(lo * 0.9), hi]}) == []  # within the 15% tolerance
     (problem,) = back.dim_problems({"hidden": [lo, int(hi * 1.5)]})
     assert f"hidden {lo}..{int(hi * 1.5)} lies outside the training architectures' {lo}..{hi}" in problem
-    assert Validity.from_dict({k: v for k, v in ds.validity.to_dict().items() if k != "dims"}).dim_problems(
-        {"hidden": [1, 10**6]}
-    ) == []  # a predictor saved before dims were recorded checks nothing
+    assert (
+        Validity.from_dict({k: v for k, v in ds.validity.to_dict().items() if k != "dims"}).dim_problems(
+            {"hidden": [1, 10**6]}
+        )
+        == []
+    )  # a predictor saved before dims were recorded checks nothing
