@@ -39,6 +39,8 @@ def export_onnx(
         MissingDependencyError: onnx or onnxruntime is missing (extra ``onnx``).
     """
     require("onnx", "an ONNX export")
+    if verify:  # before anything is written: a missing checker must not leave a model without its config
+        require("onnxruntime", "checking an ONNX export")
     out = Path(out_dir)
     name = _input_name(model)
     dynamic = {0: "batch"} if model.arch.family == "vit" else {0: "batch", 1: "sequence"}
@@ -64,12 +66,16 @@ def export_onnx(
     if verify:
         # Another batch (and length) than exported: the dynamic axes must really be dynamic.
         check = check_inputs(model.arch, batch=3, seq_len=None if model.arch.family == "vit" else 11, seed=7)
-        (got,) = run_onnx(out / ONNX_FILE, check)
-        with torch.no_grad():
-            expected = model(*check)
-        diff = float((torch.from_numpy(got) - expected).abs().max())
-        if not diff <= EXPORT_ATOL:
-            raise LatbenchError(str(out / ONNX_FILE), f"ONNX Runtime differs from torch by {diff:.3g} (> 1e-4)")
+        try:
+            (got,) = run_onnx(out / ONNX_FILE, check)
+            with torch.no_grad():
+                expected = model(*check)
+            diff = float((torch.from_numpy(got) - expected).abs().max())
+            if not diff <= EXPORT_ATOL:
+                raise LatbenchError(str(out / ONNX_FILE), f"ONNX Runtime differs from torch by {diff:.3g} (> 1e-4)")
+        except BaseException:
+            (out / ONNX_FILE).unlink(missing_ok=True)  # no unchecked model left without its config
+            raise
     extra: dict[str, Any] = {"onnx": ONNX_FILE, "input_name": name, "opset": OPSET, "max_abs_diff": diff}
     if source:
         extra["source"] = source

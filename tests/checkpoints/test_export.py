@@ -148,3 +148,16 @@ def test_hf_export_of_an_unfit_architecture_is_a_one_line_error(tmp_path) -> Non
     with pytest.raises(LatbenchError, match="derives the head width from hidden"):
         export_model(net.extract(space.min_arch()), tmp_path, "hf")
     assert hf_unfit_reason(uniform_sub("gpt")) is None
+
+
+def test_an_onnx_export_without_onnxruntime_writes_nothing(monkeypatch, tmp_path) -> None:
+    import sys
+
+    from latbench.errors import MissingDependencyError
+
+    pytest.importorskip("onnx", reason="onnx is not installed (extra: onnx)")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    space, net = trained_like("bert")
+    with pytest.raises(MissingDependencyError, match="onnxruntime"):
+        export_model(net.extract(space.sample(2)).eval(), tmp_path / "x", "onnx")
+    assert not (tmp_path / "x" / "model.onnx").exists()
