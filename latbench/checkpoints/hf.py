@@ -289,7 +289,9 @@ def export_hf(
         with _quiet_transformers():
             hf_model.save_pretrained(str(tmp))
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
+        mode = 0o666 & ~_umask()  # as a plain open() would create them (safetensors writes 0600)
         for name in files:
+            os.chmod(tmp / name, mode)
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -308,6 +310,12 @@ def export_hf(
         extra["source"] = source
     _write_config(out, "hf", model.arch, extra)
     return ExportResult("hf", out, (*files, CONFIG_FILE), model.arch, diff)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_hf(path: str | os.PathLike[str], arch: Arch) -> Any:

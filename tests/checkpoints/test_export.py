@@ -115,6 +115,8 @@ def test_hf_export_reloads_in_transformers_with_the_same_outputs(family, tmp_pat
     dense = net.extract(sub).eval()
     result = export_model(dense, tmp_path, "hf")
     assert result.max_abs_diff is not None and result.max_abs_diff <= ATOL
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir() if p.is_file()}
+    assert len(set(modes.values())) == 1, modes  # the weights as readable as the configs
     hf_model = load_hf(tmp_path, sub)
     assert type(hf_model).__name__ == HF_CLASSES[family]
     x = inputs(sub)
