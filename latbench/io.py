@@ -24,8 +24,13 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         write: Called with the temporary path; must write the whole file there.
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    if dest.is_dir():
+        raise LatbenchError(str(dest), "is a directory, expected a file")
+    ensure_dir(dest.parent, where=str(dest))
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:  # a directory we may not write in
+        raise LatbenchError(str(dest), f"cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -34,11 +39,47 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         os.chmod(tmp, _file_mode(dest))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except IsADirectoryError:  # a directory appeared there since the check above
+            raise LatbenchError(str(dest), "is a directory, expected a file") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return dest
+
+
+def ensure_dir(path: str | os.PathLike[str], where: str | None = None) -> Path:
+    """Create directory ``path`` (and its parents) if missing; return it.
+
+    A file standing where the directory or one of its parents should be, or a directory
+    that cannot be created, is a :class:`LatbenchError` naming ``where`` (default: ``path``)
+    rather than an ``OSError`` traceback.
+    """
+    p = check_dir_path(path, where)
+    name = str(p) if where is None else where
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LatbenchError(name, f"cannot create directory {p} ({exc.strerror or exc})") from None
+    return p
+
+
+def check_dir_path(path: str | os.PathLike[str], where: str | None = None) -> Path:
+    """Check, creating nothing, that ``path`` can be a directory: neither it nor a parent is a file.
+
+    For a command's output directory, checked before the work that fills it. The error names
+    ``where`` (default: ``path``).
+    """
+    p = Path(path)
+    name = str(p) if where is None else where
+    for d in (p, *p.parents):
+        if d.is_dir():
+            break
+        if d.exists() or d.is_symlink():  # a file, a broken link, a device...
+            what = "is a file, not a directory" if d.is_file() else "is not a directory"
+            raise LatbenchError(name, what if d == p and where is None else f"{d} {what}")
+    return p
 
 
 def _file_mode(path: Path) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -47,7 +48,23 @@ class LatbenchGroup(TyperGroup):
             fail(exc.format_message(), getattr(exc, "exit_code", 2) or 2)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except OSError as exc:
+            # A safety net for a file or directory the code did not check first (an --out that is a
+            # file where a directory goes, a directory we may not write in): one line naming it.
+            # An OSError without a file name is no input problem of this kind; it stays a traceback.
+            if exc.filename is None:
+                raise
+            fail(os_error_message(exc))
         return None
+
+
+def os_error_message(exc: OSError) -> str:
+    """``<file>: <problem>`` for an ``OSError`` that names a file (its ``filename``)."""
+    name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else str(exc.filename)
+    what = exc.strerror or type(exc).__name__
+    if isinstance(exc, FileExistsError) and os.path.exists(name) and not os.path.isdir(name):
+        what = "exists and is not a directory"  # mkdir(exist_ok=True) where a file stands
+    return f"{name}: {what}"
 
 
 def make_app(help_text: str) -> typer.Typer:

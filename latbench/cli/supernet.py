@@ -86,10 +86,14 @@ def train_supernet(
     Resumable: rerun the same command after an interruption. Distributed: torchrun --nproc_per_node N
     $(which latbench) train-supernet ... (gloo on CPU).
     """
+    from latbench.io import check_dir_path
     from latbench.supernet.setup import make_train_config
     from latbench.supernet.spaces import SpaceCaps
+    from latbench.supernet.train import check_device
     from latbench.supernet.train import train_supernet as run
 
+    check_device(device)  # before the data and the model: a bad --device is one line at once
+    check_dir_path(out)
     _threads(threads)
     caps = SpaceCaps(scale, max_layers, max_hidden, max_heads, max_qk_dim, max_mlp)
     config = make_train_config(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from latbench.errors import LatbenchError
 from latbench.fleet.envs import label_warning
 from latbench.fleet.plan import FleetPlan, read_plan
 from latbench.fleet.targets import Target
@@ -128,7 +129,9 @@ def fleet_status(
     """The targets of the fleet store ``store``, their fingerprints and progress.
 
     Args:
-        store: The result store (it may not exist yet: nothing done).
+        store: The result store. It may not exist yet when a run's plan lies beside it (nothing
+            done so far); with neither, the path is a one-line error (a mistyped ``--out``, not
+            an empty fleet).
         targets: The targets to list (default: the last run's plan's, else the labels in the store).
         address: A Ray address; given, each target's resource units (total, free) are shown.
     """
@@ -137,6 +140,8 @@ def fleet_status(
 
     store_path = Path(store)
     plan = read_plan(store_path)
+    if plan is None and not store_path.exists():
+        raise LatbenchError(str(store_path), "no such result store (and no fleet plan beside it)")
     frame = None
     fps: dict[str, dict[str, Any]] = {}
     keys: set[Any] = set()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -325,6 +325,72 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name if empty), for one-line errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe_inputs(inputs: NamedInputs) -> str:
+    """The inputs as ``name:1x128:int64, ...`` (the ``--input`` spelling), for error messages."""
+    return ", ".join(
+        f"{name}:{'x'.join(map(str, t.shape)) or '()'}:{str(t.dtype).removeprefix('torch.')}"
+        for name, t in zip(inputs.names, inputs.tensors)
+    )
+
+
+def check_call_signature(module: Any, inputs: NamedInputs, where: str) -> None:
+    """Check, without running it, that ``module``'s ``forward`` takes ``inputs`` (their names, or
+    their number when positional); a mismatch is one :class:`LatbenchError` naming both sides.
+
+    Caught here rather than in the first call, it cannot be mistaken for a failure of what
+    runs that call (torch.compile, say). A ``forward`` whose signature cannot be read passes.
+    """
+    import inspect
+
+    forward = getattr(module, "forward", None)
+    if forward is None:
+        return
+    try:
+        signature = inspect.signature(forward)
+    except (TypeError, ValueError):
+        return
+    try:
+        if inputs.as_kwargs:
+            signature.bind(**dict.fromkeys(inputs.names))
+        else:
+            signature.bind(*inputs.names)
+    except TypeError as exc:
+        star = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
+        params = ", ".join(star.get(p.kind, "") + name for name, p in signature.parameters.items())
+        raise LatbenchError(
+            where,
+            f"the model's forward({params}) does not take inputs {describe_inputs(inputs)} ({exc}); "
+            "check the input names (measure: --input)",
+        ) from None
+
+
+def untimed_first_call(call: Callable[[], Any], inputs: NamedInputs, where: str) -> Any:
+    """Run the untimed first call of a module; its failure (an input name the module's ``forward``
+    does not take, a shape or dtype it refuses) becomes one :class:`LatbenchError` naming ``where``,
+    the inputs and the first line of the error, not a traceback from deep inside the model.
+
+    A CUDA out-of-memory error is left alone (:func:`~latbench.profiling.backends._timing.gpu_memory_errors`
+    words it), as is a :class:`LatbenchError`.
+    """
+    try:
+        return call()
+    except LatbenchError:
+        raise
+    except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+            raise
+        raise first_call_error(exc, inputs, where) from exc
+
+
+def first_call_error(exc: BaseException, inputs: NamedInputs, where: str) -> LatbenchError:
+    """The one-line error for a module whose first call with ``inputs`` raised ``exc``."""
+    return LatbenchError(
+        where,
+        f"the model's untimed first call failed with inputs {describe_inputs(inputs)} "
+        f"({type(exc).__name__}: {first_line(exc)}); check the input names, shapes and dtypes (measure: --input)",
+    )
 
 
 def is_onnx_file(model: ModelLike) -> bool:

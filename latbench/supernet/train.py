@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from latbench.errors import LatbenchError
+from latbench.errors import LatbenchError, MissingDependencyError
 from latbench.io import SCHEMA_VERSION, atomic_write, atomic_write_json, read_json
 from latbench.models.families import TransformerModel
 from latbench.models.supernet import SuperNet
@@ -51,6 +51,7 @@ __all__ = [
     "TrainResult",
     "TrainedModel",
     "batch_indices",
+    "check_device",
     "load_model_dir",
     "load_trained",
     "plan_sub_networks",
@@ -389,7 +390,7 @@ def train_supernet(
             or a teacher/initial model does not fit.
     """
     out = Path(out_dir)
-    dev = torch.device(device)
+    dev = check_device(device)
     group = _join_group(dev)
     try:
         return _train(config, out, dev, group, on_step, log)
@@ -398,6 +399,28 @@ def train_supernet(
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def check_device(device: str, where: str = "--device") -> torch.device:
+    """``device`` (``cpu``, ``cuda`` or ``cuda:N``) as a torch device this process can use.
+
+    Checked as ``latbench profile --device`` checks it (the same spelling and the same test
+    for a CUDA build of torch and enough GPUs), so a bad value is one line naming ``where``
+    before any work, not a torch error in the middle of it.
+    """
+    from latbench.profiling.backends._timing import cuda_problem
+    from latbench.profiling.config import DeployConfig
+
+    try:
+        config = DeployConfig(backend="torch", device=device, mode="eager")
+    except LatbenchError as exc:
+        raise LatbenchError(where, exc.what) from None
+    if config.device_type == "cuda":
+        problem = cuda_problem(config)
+        if problem:
+            raise MissingDependencyError(where, f"{device!r} needs a CUDA build of torch and an NVIDIA GPU ({problem})")
+    # "cuda" stays torch's current CUDA device (what it meant before this check); cuda:N is explicit.
+    return torch.device("cuda" if str(device).strip().lower() == "cuda" else config.device)
 
 
 def _train(

@@ -28,6 +28,9 @@ from latbench.profiling.base import (
     NamedInputs,
     Prepared,
     cast_inputs,
+    check_call_signature,
+    first_call_error,
+    first_line,
     normalise_inputs,
     require_module,
     torch_dtype,
@@ -113,11 +116,13 @@ class TorchCPUBackend(Backend):
         config = self.config
         module = require_module(model, self.name)
         inputs = normalise_inputs(example_inputs, config)
+        check_call_signature(module, inputs, f"backend '{self.name}' mode '{config.mode}'")
         threads_before = torch.get_num_threads()
         assert config.threads is not None  # resolved by DeployConfig on the CPU
         torch.set_num_threads(config.threads)
         t0 = time.perf_counter()
         info: dict[str, Any] = {"threads": config.threads, "mode": config.mode}
+        given = module
         if config.precision == "bf16":
             module = copy.deepcopy(module).to(torch.bfloat16)
         elif config.precision == "int8":
@@ -139,10 +144,28 @@ class TorchCPUBackend(Backend):
         except LatbenchError:
             raise
         except Exception as exc:
-            if config.precision != "int8":
-                raise
-            raise LatbenchError(
-                config.label(), f"the dynamically quantised module failed its first call ({type(exc).__name__}: {exc})"
-            ) from exc
+            raise _first_call_error(exc, config, given, module, inputs) from exc
         build_ms = (time.perf_counter() - t0) * 1e3
         return TorchCPUPrepared(config, build_ms, info, runner, inputs, threads_before)
+
+
+def _first_call_error(
+    exc: Exception, config: DeployConfig, given: torch.nn.Module, module: torch.nn.Module, inputs: NamedInputs
+) -> LatbenchError:
+    """One line for a failed untimed first call: the inputs (a name ``forward`` does not take, a
+    shape it refuses), else torch.compile or the int8 quantisation, whichever is to blame."""
+    where = f"backend 'torch' mode '{config.mode}'"
+    if config.mode == "compile":
+        # As on a GPU: whatever fails while compiling is reported as torch.compile's failure.
+        what = f"torch.compile failed ({type(exc).__name__}: {first_line(exc)}); use mode eager"
+        return LatbenchError("mode compile", what)
+    if config.precision != "int8":
+        return first_call_error(exc, inputs, where)
+    try:  # the module before quantisation: do the inputs fit it at all?
+        with torch.inference_mode():
+            inputs.call(given)
+    except Exception as plain:
+        return first_call_error(plain, inputs, where)
+    return LatbenchError(
+        config.label(), f"the dynamically quantised module failed its first call ({type(exc).__name__}: {exc})"
+    )

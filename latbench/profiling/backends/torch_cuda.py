@@ -41,11 +41,13 @@ from latbench.profiling.base import (
     NamedInputs,
     Prepared,
     cast_inputs,
+    check_call_signature,
     first_line,
     normalise_inputs,
     raise_missing,
     require_module,
     torch_dtype,
+    untimed_first_call,
 )
 from latbench.profiling.config import DeployConfig
 
@@ -134,6 +136,7 @@ class TorchCUDABackend(Backend):
         config = self.config
         module = require_module(model, self.name)
         inputs = normalise_inputs(example_inputs, config)
+        check_call_signature(module, inputs, f"backend '{self.name}' mode '{config.mode}'")
         device = torch.device(config.device)
         dtype = torch_dtype(config.precision)
         info: dict[str, Any] = {
@@ -166,8 +169,13 @@ def _eager(module: torch.nn.Module, inputs: NamedInputs, stream: torch.cuda.Stre
     def call() -> Any:
         return inputs.call(module)
 
+    def first() -> None:
+        call()
+        if stream is not None:
+            stream.synchronize()  # a device-side error (an index out of range) surfaces here, not later
+
     with torch.cuda.stream(stream), torch.inference_mode():
-        call()  # the untimed first call
+        untimed_first_call(first, inputs, "backend 'torch' mode 'eager'")
     return call, (module, inputs)
 
 
@@ -201,7 +209,10 @@ def _capture_graph(
     side = torch.cuda.Stream(stream.device)
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side), torch.inference_mode():
-        for _ in range(CAPTURE_WARMUP_CALLS):
+        # The first warm-up call is the module's first: a wrong input name or shape fails here
+        # (a device-side error, such as an index out of range, at the synchronise).
+        untimed_first_call(lambda: (inputs.call(module), side.synchronize()), inputs, "backend 'torch' mode 'graph'")
+        for _ in range(CAPTURE_WARMUP_CALLS - 1):
             inputs.call(module)
     torch.cuda.current_stream().wait_stream(side)
     torch.cuda.synchronize()
