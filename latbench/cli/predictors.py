@@ -115,11 +115,13 @@ def train_predictor(
     drift_correction: float = typer.Option(0.0, "--drift-correction", help=DRIFT_HELP),
 ) -> None:
     """Train a latency predictor (architectures split train/val/test 80/10/10), print its metrics, write DIR."""
+    from latbench.io import check_dir_path
     from latbench.predictors.base import TRAINABLE
     from latbench.predictors.data import load_dataset
     from latbench.predictors.train import save_trained
     from latbench.predictors.train import train_predictor as run_train
 
+    check_dir_path(out, "--out")  # before the work, not after it
     if model not in TRAINABLE:
         raise LatbenchError("--model", f"unknown predictor {model!r} (expected one of {', '.join(TRAINABLE)})")
     for name, value in (("--max-train-archs", max_train_archs), ("--max-test-archs", max_test_archs)):

@@ -121,6 +121,9 @@ def prune(
         "seed": seed,
     }
     given = {k: v for k, v in given.items() if v is not None}
+    from latbench.io import check_dir_path
+
+    check_dir_path(out, "--out")  # before the work, not after it
     if latency_target is None and params_target is None:
         raise LatbenchError("--latency-target", "give a latency target (e.g. 0.5), a --params-target, or both")
     given["latency_target"], given["params_target"] = latency_target, params_target

@@ -111,6 +111,7 @@ def search(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Search a space for the best architecture under a latency constraint, predicted; write DIR."""
+    from latbench.io import check_dir_path
     from latbench.predictors.persist import load_predictor
     from latbench.search.constraint import Reference, parse_window
     from latbench.search.quality import get_quality
@@ -125,6 +126,7 @@ def search(
     )
     from latbench.space import get_space
 
+    check_dir_path(out, "--out")  # before the work, not after it
     if (latency_constraint is None) == (latency_ms is None):
         raise LatbenchError("--latency-constraint", "give exactly one of --latency-constraint X and --latency-ms MS")
     if measure_top < 0:

@@ -180,3 +180,24 @@ def test_an_os_error_without_a_file_is_not_swallowed() -> None:
     result = runner.invoke(_net_app(), ["nameless"])
     assert result.exit_code == 1 and isinstance(result.exception, OSError)
     assert "latbench: error" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["search", "--predictor", "predictors/bert_cpu_b1_s128", "--latency-constraint", "7", "--out", "{file}"],
+        ["train-predictor", "--data", "datasets/bert_cpu_b1_s128.parquet", "--out", "{file}/x"],
+        ["prune", "--model", "vit-digits", "--params-target", "10", "--out", "{file}"],
+    ],
+)
+def test_an_output_directory_that_cannot_be_is_refused_before_the_work(args, tmp_path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    file = tmp_path / "a_file"
+    file.write_text("x")
+    shipped = ("predictors/", "datasets/")
+    argv = [str(root / a) if a.startswith(shipped) else a.replace("{file}", str(file)) for a in args]
+    r = CliRunner().invoke(app, argv)
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines == [f"latbench: error: --out: {file} is a file, not a directory"]
+    assert r.stdout == ""  # nothing done first
