@@ -14,6 +14,7 @@ from latbench.cli._app import make_app
 from latbench.errors import LatbenchError
 from latbench.io import atomic_write_text, check_dir_path, ensure_dir
 from latbench.pruning.digits import digits_arch
+from tests.cli_assert import assert_one_line_error
 from tests.pruning.helpers import linear_lut
 
 runner = CliRunner()
@@ -21,16 +22,6 @@ runner = CliRunner()
 
 def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("latbench: error: ")
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture

@@ -14,22 +14,13 @@ from latbench.cli import app
 from latbench.errors import LatbenchError
 from latbench.profiling.base import normalise_inputs
 from latbench.profiling.config import DeployConfig
+from tests.cli_assert import assert_one_line_error
 
 runner = CliRunner()
 
 
 def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("latbench: error: ")
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 # ------------------------------------------------------------------ measure --input

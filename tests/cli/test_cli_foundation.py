@@ -9,22 +9,13 @@ from typer.testing import CliRunner
 
 from latbench.cli import app
 from latbench.space import Arch, get_space
+from tests.cli_assert import assert_one_line_error
 
 runner = CliRunner()
 
 
 def run(*args: str):
     return runner.invoke(app, list(args))
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("latbench: error: ")
-    for f in fragments:
-        assert f in lines[0]
-    assert "Traceback" not in result.output
 
 
 def test_help_lists_commands():

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from latbench.cli import app
 from latbench.profiling.store import read_store
 from latbench.space import get_space
-from tests.cli.test_cli_foundation import assert_one_line_error
+from tests.cli_assert import assert_one_line_error
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from latbench.cli import fleet
 from latbench.cli._app import make_app
 from latbench.profiling.store import ResultStore, read_store
-from tests.cli.test_cli_foundation import assert_one_line_error
+from tests.cli_assert import assert_one_line_error
 
 app = make_app("test app with the fleet sub-app")
 app.add_typer(fleet.app, name="fleet")

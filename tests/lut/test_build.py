@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from latbench.cli import app
 from latbench.lut.table import LookupTable
 from latbench.profiling.store import read_store
-from tests.cli.test_cli_foundation import assert_one_line_error
+from tests.cli_assert import assert_one_line_error
 
 runner = CliRunner()
 VIT_EXTRAS = {"image_size": 16, "patch_size": 8, "in_channels": 1, "num_classes": 10}

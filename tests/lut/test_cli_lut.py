@@ -12,6 +12,7 @@ from latbench.cli import lut
 from latbench.cli._app import make_app
 from latbench.lut import Axis, LookupTable, LutSumModel, TableMeta
 from latbench.space import Arch
+from tests.cli_assert import assert_one_line_error
 
 app = make_app("test app")
 app.add_typer(lut.app, name="lut")
@@ -22,16 +23,6 @@ DEIT_B_BLOCK = '{"EMB": 768, "blocks": [{"heads": 12, "QK": 64, "V": 64, "MLP": 
 
 def run(*args: str):
     return runner.invoke(app, ["lut", *args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("latbench: error: ")
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 def test_convert_nvit_to_latbench_and_back_is_exact(nvit_path, tmp_path):

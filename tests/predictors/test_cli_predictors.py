@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from latbench.cli import predictors as cli
 from latbench.cli._app import make_app
 from latbench.space import get_space
+from tests.cli_assert import assert_one_line_error
 
 runner = CliRunner()
 
@@ -29,16 +30,6 @@ APP = _app()
 
 def run(*args: str):
     return runner.invoke(APP, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("latbench: error: ")
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 def test_import_train_predict_evaluate_on_hat(hat_dir, tmp_path):

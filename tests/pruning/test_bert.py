@@ -23,6 +23,7 @@ from latbench.pruning.run import prune_model
 from latbench.space.arch import Arch, LayerSpec
 from latbench.supernet.config import DataConfig
 from latbench.supernet.data import TEXT_VOCAB_SIZE
+from tests.cli_assert import assert_one_line_error
 
 from .helpers import block_cost, linear_lut, tiny_bert
 
@@ -37,16 +38,6 @@ SEQ = 8
 
 def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("latbench: error: "), lines[0]
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 def text_bert(hidden: int = 16) -> Arch:

@@ -15,6 +15,7 @@ from latbench.models.build import build_model
 from latbench.pruning.checkpoint import load_model, save_model
 from latbench.pruning.digits import digits_arch
 from latbench.space.arch import Arch
+from tests.cli_assert import assert_one_line_error
 
 from .helpers import linear_lut, tiny_bert, tiny_vit
 
@@ -28,16 +29,6 @@ QUICK = ["--baseline-steps", "10", "--batch-size", "32", "--no-measure", "--thre
 
 def run(*args: str):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("latbench: error: "), lines[0]
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from latbench.cli import app
 from latbench.space import Arch, IntDomain, SearchSpace
-from tests.cli.test_cli_foundation import assert_one_line_error
+from tests.cli_assert import assert_one_line_error
 from tests.predictors.conftest import FAST, synthetic_latency_ms, write_synthetic_store
 
 runner = CliRunner()

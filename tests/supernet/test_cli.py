@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from latbench.cli._app import make_app
 from latbench.cli.supernet import compress, evaluate, extract, train_supernet
+from tests.cli_assert import assert_one_line_error
 from tests.supernet.helpers import SPACE_DICTS, fit_predictor
 
 app = make_app("test app")
@@ -21,16 +22,6 @@ runner = CliRunner()
 
 def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("latbench: error: ")
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture(scope="module")
