@@ -105,6 +105,10 @@ def library_versions() -> dict[str, str]:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
+            if name == "latbench":  # run from a source tree on PYTHONPATH (python -m latbench), not installed
+                from latbench import __version__
+
+                out[name] = __version__
             continue
     return out
 

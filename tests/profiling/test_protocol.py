@@ -307,3 +307,20 @@ def test_peaks_refuse_what_cannot_run() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(LatbenchError, match="no GPU"):
             measure_peaks("cuda:0", "fp16")
+
+
+def test_the_fingerprint_names_latbench_run_from_a_source_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    from latbench import __version__
+    from latbench.profiling import fingerprint
+
+    real = metadata.version
+
+    def not_installed(name: str) -> str:
+        if name == "latbench":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(fingerprint.metadata, "version", not_installed)
+    assert fingerprint.library_versions()["latbench"] == __version__
