@@ -144,7 +144,9 @@ def prune(
     if nvit_unit is not None:
         if nvit_unit not in ("s", "ms"):
             raise LatbenchError("--nvit-unit", f"unknown unit {nvit_unit!r} (expected s or ms)")
-        if lut_path is None or lut_path == "measure" or _is_latbench_lut(lut_path):
+        from latbench.cli.lut import _is_nvit
+
+        if lut_path is None or lut_path == "measure" or not _is_nvit(Path(lut_path)):
             raise LatbenchError("--nvit-unit", "is the unit of NViT's latency_head.json; this --lut records its own")
     if overhead is not None and lut_path is None:
         raise LatbenchError("--overhead", "prices a LUT's block sum; give --lut too")
@@ -219,14 +221,3 @@ def finetune(
             f"accuracy    test {100 * b['test']:.1f}% -> {100 * a['test']:.1f}% (unpruned {100 * t['test']:.1f}%)"
         )
     console.print(f"wrote       {directory / 'finetuned.pt'}, {directory / 'finetune_report.json'}")
-
-
-def _is_latbench_lut(path: str) -> bool:
-    """Whether ``path`` is a latbench LUT file (which records its unit); False when unreadable (checked later)."""
-    import json
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh).get("format") == "latbench-lut"
-    except (OSError, ValueError, AttributeError):
-        return False
