@@ -220,6 +220,7 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise LatbenchError("--format", f"unknown format {fmt!r} (expected {', '.join(FORMATS)})")
+    _check_out_dir(Path(out_dir), fmt)
     model = model.eval()
     if fmt == "safetensors":
         result = save_safetensors(model, out_dir, source)
@@ -240,6 +241,25 @@ def export_model(
     from latbench.checkpoints.hf import export_hf
 
     return export_hf(model, out_dir, source=source, verify=verify)
+
+
+def _check_out_dir(out: Path, fmt: str) -> None:
+    """Refuse a directory that already holds an export of another format.
+
+    Writing there would leave the other export's files beside the new ones (an ``hf`` directory keeping a
+    stale ``model.onnx``), and a reader could not tell which files are current. The same format is
+    overwritten in place: every file it writes is replaced atomically.
+    """
+    config = out / CONFIG_FILE
+    if not config.is_file():
+        return
+    try:
+        held = read_json(config).get("format")
+    except (LatbenchError, AttributeError):
+        held = None
+    if held != fmt:
+        what = f"a {held} export" if isinstance(held, str) else f"a {CONFIG_FILE} this export did not write"
+        raise LatbenchError(str(out), f"already holds {what}; remove it or choose another --out for the {fmt} export")
 
 
 def check_inputs(arch: Arch, batch: int = 2, seq_len: int | None = None, seed: int = 123) -> tuple[torch.Tensor, ...]:

@@ -185,6 +185,19 @@ def test_bad_inputs_are_one_line_errors(run_dir, corpus, tmp_path) -> None:
     assert_one_line_error(run("compress", tmp_path / "none.pt", "--out", tmp_path / "c.safetensors"), "no such file")
 
 
+def test_extract_into_a_folder_holding_another_format_is_refused_and_leaves_it_as_it_was(run_dir, tmp_path) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (extra: onnx)")
+    out = tmp_path / "export"
+    first = run("extract", "--supernet", run_dir, "--arch", SMALL, "--out", out, "--format", "safetensors")
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = run("extract", "--supernet", run_dir, "--arch", SMALL, "--out", out, "--format", "safetensors")
+    assert again.exit_code == 0, again.output  # the same format is overwritten in place
+    other = run("extract", "--supernet", run_dir, "--arch", SMALL, "--out", out, "--format", "onnx")
+    assert_one_line_error(other, str(out), "safetensors export")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_extract_litgpt_of_an_unfit_arch_says_why_in_one_line(run_dir, tmp_path) -> None:
     mixed = json.dumps(
         {
