@@ -262,7 +262,13 @@ def show(
         table.add_row(key, str(n))
     console.print(table)
     for env_id, info in s["envs"].items():
-        console.print(f"env {env_id}  {info['description']} ({info['rows']} rows)")
+        speed = ""
+        if info.get("ref_ms") is not None:
+            speed = (
+                f"; CPU reference workload {info['ref_ms']:.3f} ms, moved {100 * info['ref_spread']:.1f}% "
+                "(p10-p90) over the rows: the machine's own speed"
+            )
+        console.print(f"env {env_id}  {info['description']} ({info['rows']} rows{speed})")
 
 
 def build_lut(

@@ -600,7 +600,10 @@ class ResultStore:
             ``unstable_rows``, ``stable_share``, ``median_ci_rel_width`` (median over
             rows of (ci_high - ci_low) / median), ``median_ci_rel_halfwidth`` (the
             larger half, as the ±1% stopping rule counts it), and ``envs``:
-            ``env_id -> {"description", "rows"}``.
+            ``env_id -> {"description", "rows", "ref_ms", "ref_spread"}``, where ``ref_ms`` is the
+            median over that environment's rows of the CPU reference workload's time (the machine's
+            speed while it measured; ``None`` where no row timed it) and ``ref_spread`` its p10-p90
+            range relative to that median (how far the machine's speed moved during the run).
         """
         t = self._current()
         rows = t.num_rows
@@ -613,10 +616,12 @@ class ResultStore:
         by_deploy = pc.value_counts(t.column("deploy_key").combine_chunks()) if rows else []
         by_env = pc.value_counts(t.column("env_id").combine_chunks()) if rows else []
         env_rows = {d["values"]: d["counts"] for d in (by_env.to_pylist() if rows else [])}
+        refs = _reference_by_env(t)
         envs = {
             env_id: {
                 "description": describe_fingerprint(self._envs[env_id]) if env_id in self._envs else "(no fingerprint)",
                 "rows": int(env_rows.get(env_id, 0)),
+                **refs.get(env_id, {"ref_ms": None, "ref_spread": None}),
             }
             for env_id in sorted(set(self._envs) | set(env_rows))
         }
@@ -635,6 +640,20 @@ class ResultStore:
             "median_ci_rel_halfwidth": _median_or_none(half),
             "envs": envs,
         }
+
+
+def _reference_by_env(table: pa.Table) -> dict[str, dict[str, float]]:
+    """Per environment: the median ``ref_ms`` over its rows and the p10-p90 range relative to it."""
+    if "ref_ms" not in table.column_names or not table.num_rows:
+        return {}
+    frame = table.select(["env_id", "ref_ms"]).to_pandas().dropna()
+    frame = frame[frame["ref_ms"] > 0]
+    out = {}
+    for env_id, ref in frame.groupby("env_id")["ref_ms"]:
+        median = float(ref.median())
+        spread = float(ref.quantile(0.9) - ref.quantile(0.1)) / median
+        out[str(env_id)] = {"ref_ms": median, "ref_spread": spread}
+    return out
 
 
 def _median_or_none(values: pa.ChunkedArray) -> float | None:

@@ -65,6 +65,11 @@ def test_profile_writes_models_and_distinct_blocks_then_resumes(space_file, tmp_
     shown = runner.invoke(app, ["show", str(out), "--json"])
     summary = json.loads(shown.stdout)
     assert summary["rows"] == len(df) and summary["models"] == 3
+    # Every row timed the CPU reference workload; show gives the machine's speed over the run.
+    (env,) = summary["envs"].values()
+    assert (df.ref_ms > 0).all() and env["ref_ms"] == pytest.approx(float(df.ref_ms.median()))
+    text = runner.invoke(app, ["show", str(out)])
+    assert text.exit_code == 0 and "CPU reference workload" in text.stdout
 
 
 def test_profile_no_blocks_and_seed_determinism(space_file, tmp_path):

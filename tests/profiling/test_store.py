@@ -156,8 +156,20 @@ def test_summary(tmp_path):
     widths = sorted((r["ci_high_ms"] - r["ci_low_ms"]) / r["median_ms"] for r in rows)
     assert s["median_ci_rel_width"] == pytest.approx((widths[3] + widths[4]) / 2)
     assert 0 < s["median_ci_rel_halfwidth"] <= s["median_ci_rel_width"]
-    assert s["envs"] == {ENV_ID: {"description": "Test CPU · 1 threads", "rows": 8}}
+    assert s["envs"] == {ENV_ID: {"description": "Test CPU · 1 threads", "rows": 8, "ref_ms": None, "ref_spread": None}}
     json.dumps(s)
+
+
+def test_summary_gives_the_machine_speed_each_environment_measured_at(tmp_path):
+    # ref_ms 10..18 ms over 9 rows (one row without a reference): median 14, p10 10.8, p90 17.2.
+    rows = [small_row(i, ref_ms=10.0 + i) for i in range(9)] + [small_row(9, ref_ms=None)]
+    with ResultStore(tmp_path / "x.parquet") as store:
+        store.append(rows, {ENV_ID: FINGERPRINT})
+        s = store.summary()
+    env = s["envs"][ENV_ID]
+    assert env["rows"] == 10
+    assert env["ref_ms"] == pytest.approx(14.0)
+    assert env["ref_spread"] == pytest.approx((17.2 - 10.8) / 14.0)
 
 
 # ----------------------------------------------------------------- validation
