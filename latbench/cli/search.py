@@ -105,6 +105,12 @@ def search(
         "--measure-top",
         help="Measure K candidates near the bound with the reference (--device); keep the best that meets it measured.",
     ),
+    measure_margin: float = typer.Option(
+        0.0,
+        "--measure-margin",
+        help="With --measure-top: a candidate meets the bound as measured only this fraction under it "
+        "(0.03 = 3%), room for the machine's drift between runs, so that --validate holds too.",
+    ),
     validate: bool = typer.Option(
         False, "--validate", help="Then measure the result against the reference (--device)."
     ),
@@ -139,6 +145,13 @@ def search(
         raise LatbenchError("--validate", "validation measures on a target: give --device")
     if measure_top and device is None:
         raise LatbenchError("--measure-top", "measures K candidates on a target: give --device")
+    from latbench.search.run import check_measure_margin
+
+    check_measure_margin(measure_margin)
+    if measure_margin and not measure_top:
+        raise LatbenchError(
+            "--measure-margin", "applies to the candidates --measure-top measures: give --measure-top K"
+        )
     if budget < 1:
         raise LatbenchError("--budget", f"must be >= 1, got {budget}")
     from latbench.search.base import get_searcher_class
@@ -236,16 +249,27 @@ def search(
         mprogress, mon_progress = progress_bar("measure")
         with mprogress:
             choice = choose_by_measurement(
-                outcome, problem, deploy, proto, measure_top, seed=seed, on_progress=mon_progress
+                outcome,
+                problem,
+                deploy,
+                proto,
+                measure_top,
+                seed=seed,
+                on_progress=mon_progress,
+                margin=measure_margin,
             )
+        held = (
+            f", held under {choice.limit_ms:.4g} ms by the {100 * choice.margin:.3g}% margin" if choice.margin else ""
+        )
         console.print(
             f"measured    {len(choice.rows)} candidates with the reference ({choice.reference_ms:.4g} ms, "
-            f"bound {choice.bound_ms:.4g} ms): {sum(r['meets_constraint'] for r in choice.rows)} meet it"
+            f"bound {choice.bound_ms:.4g} ms{held}): {sum(r['meets_constraint'] for r in choice.rows)} meet it"
         )
         if choice.chosen is None:
+            fix = "a smaller --measure-margin, " if choice.margin else ""
             typer.echo(
                 "latbench: warning: no measured candidate meets the constraint; the predicted best is kept "
-                "(the predictor errs low here: retrain it on more data near the bound, or use --safety-margin)",
+                f"(the predictor errs low here: retrain it on more data near the bound, or use {fix}--safety-margin)",
                 err=True,
             )
     command = _command_line(ctx)

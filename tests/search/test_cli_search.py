@@ -111,6 +111,8 @@ def test_nsga2_writes_the_front(xgb_dir, reference_ms, tmp_path):
         (["--latency-constraint", 7, "--validate"], ("--validate", "--device")),
         (["--latency-constraint", 7, "--measure-top", 3], ("--measure-top", "--device")),
         (["--latency-constraint", 7, "--measure-top", -1], ("--measure-top", "must be >= 0")),
+        (["--latency-constraint", 7, "--measure-margin", 0.6], ("--measure-margin", "fraction in [0, 0.5)")),
+        (["--latency-constraint", 7, "--measure-margin", 0.03], ("--measure-margin", "--measure-top")),
         (["--latency-constraint", 7, "--method", "gradient"], ("differentiable predictor",)),
         (["--latency-constraint", 7, "--quality", "nomodule_xyz:f"], ("--quality", "cannot import")),
         (["--latency-constraint", 7, "--space", "vit"], ("--predictor", "bert models", "vit")),

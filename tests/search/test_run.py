@@ -10,7 +10,14 @@ import pytest
 
 from latbench.errors import LatbenchError
 from latbench.search.base import Searcher, register_searcher
-from latbench.search.run import check_reachable, hypervolume, run_search, write_outputs
+from latbench.search.run import (
+    check_reachable,
+    choose_by_measurement,
+    hypervolume,
+    measurement_candidates,
+    run_search,
+    write_outputs,
+)
 from tests.search.conftest import problem_for
 
 
@@ -174,3 +181,41 @@ def test_validation_takes_the_best_the_top_and_the_front(tmp_path, mlp, referenc
     with_front, _ = archs_to_validate(tmp_path, doc, top=1, front=True)
     assert {e.arch.to_json() for e in out.front} <= {a.to_json() for a in with_front}
     assert all(a.to_json() in predicted for a in with_front)
+
+
+def test_measure_margin_passes_over_a_candidate_measured_just_under_the_bound(mlp, reference_ms, monkeypatch):
+    """The best-quality candidate measures 1% under the bound: it is chosen with no margin, and with a 3%
+    margin the best of those measured at least 3% under it is chosen instead."""
+    import latbench.search.measure as measure
+
+    problem = problem_for(mlp, reference_ms)
+    outcome = run_search(problem, "random", budget=200, seed=0)
+    cands = measurement_candidates(outcome, problem, 4)
+    assert len(cands) >= 3
+    bound = reference_ms / 7.0
+    order = sorted(range(len(cands)), key=lambda i: (cands[i].quality, cands[i].latency_ms))
+    at = {order[0]: 0.99, order[1]: 0.96, **{i: 0.90 for i in order[2:]}}  # fractions of the bound
+
+    def fake_measure(archs, *args, **kwargs):
+        assert archs[0] == problem.space.reference and len(archs) == len(cands) + 1
+        rows = [{"median_ms": reference_ms, "ci_high_ms": reference_ms, "unstable": False}]
+        for i in range(len(cands)):
+            ms = at[i] * bound
+            rows.append({"median_ms": ms, "ci_high_ms": ms * 1.002, "unstable": False})
+        return rows
+
+    monkeypatch.setattr(measure, "measure_models", fake_measure)
+    plain = choose_by_measurement(outcome, problem, deploy=_FakeDeploy(), protocol=None, k=4)
+    assert plain.chosen == order[0] and plain.margin == 0.0 and plain.limit_ms == pytest.approx(bound)
+    kept = choose_by_measurement(outcome, problem, deploy=_FakeDeploy(), protocol=None, k=4, margin=0.03)
+    assert kept.chosen == order[1] and kept.limit_ms == pytest.approx(0.97 * bound)
+    assert [r["meets_constraint"] for r in kept.rows] == [at[i] <= 0.97 for i in range(len(cands))]
+    assert outcome.best.arch == cands[order[1]].arch
+    assert kept.to_dict()["margin"] == 0.03 and kept.to_dict()["limit_ms"] == pytest.approx(0.97 * bound)
+    with pytest.raises(LatbenchError, match="--measure-margin"):
+        choose_by_measurement(outcome, problem, deploy=_FakeDeploy(), protocol=None, k=4, margin=0.5)
+
+
+class _FakeDeploy:
+    def key(self) -> str:
+        return "backend=fake"
