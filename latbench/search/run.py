@@ -280,13 +280,34 @@ def choose_by_measurement(
         seed=seed,
         on_progress=on_progress,
     )
-    c = problem.constraint
-    ref_ms = float(rows[0]["median_ms"])
+    choice = pick_by_measurement(cands, rows[0], rows[1:], problem.constraint, deploy.key(), margin)
+    outcome.measured = choice
+    if choice.chosen is not None:
+        outcome.best = cands[choice.chosen]
+    return choice
+
+
+def pick_by_measurement(
+    cands: Sequence[Evaluation],
+    ref_row: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    constraint: LatencyConstraint,
+    deploy_key: str,
+    margin: float = 0.0,
+) -> MeasuredChoice:
+    """The choice :func:`choose_by_measurement` makes from measured rows (the reference's and one per candidate).
+
+    The best quality among the candidates whose whole CI lies ``margin`` under the bound; when none
+    does, among those whose median alone does; ``chosen`` is ``None`` when no candidate meets it.
+    """
+    check_measure_margin(margin)
+    c = constraint
+    ref_ms = float(ref_row["median_ms"])
     target = ref_ms / c.speedup if c.speedup is not None else c.target_ms
     bound, floor = c.high * target, c.low * target
     limit = bound * (1.0 - margin)
     out_rows = []
-    for e, row in zip(cands, rows[1:]):
+    for e, row in zip(cands, rows, strict=True):
         ms, hi = float(row["median_ms"]), float(row["ci_high_ms"])
         out_rows.append(
             {
@@ -309,11 +330,7 @@ def choose_by_measurement(
         if ok:
             chosen = min(ok, key=lambda i: (cands[i].quality, out_rows[i]["measured_ms"]))
             break
-    choice = MeasuredChoice(ref_ms, target, bound, floor, out_rows, chosen, deploy.key(), margin)
-    outcome.measured = choice
-    if chosen is not None:
-        outcome.best = cands[chosen]
-    return choice
+    return MeasuredChoice(ref_ms, target, bound, floor, out_rows, chosen, deploy_key, margin)
 
 
 # ------------------------------------------------------------------------------ setup
