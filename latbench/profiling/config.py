@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from latbench.errors import LatbenchError
-from latbench.profiling.fingerprint import usable_cores
+from latbench.profiling.placement import default_threads
 from latbench.profiling.stats import UNSTABLE_IQR_RATIO
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
@@ -328,9 +328,10 @@ class DeployConfig:
             onnxruntime: the execution provider ``cpu`` | ``cuda`` | ``tensorrt``; tensorrt: ``engine``.
             ``None`` resolves to :func:`default_mode` (graph on CUDA, eager on CPU).
         precision: ``fp32`` | ``fp16`` | ``bf16`` | ``int8`` (see :data:`SUPPORTED_PRECISIONS`).
-        threads: Intra-op CPU threads. ``None`` resolves to this process's usable cores on the CPU
-            (so every backend gets the same explicit number) and stays ``None`` (library default)
-            on a GPU.
+        threads: Intra-op CPU threads. ``None`` resolves on the CPU to one thread per physical core
+            of this process's CPU set less one left free (:func:`~latbench.profiling.placement.default_threads`;
+            1 on a 2-core machine), so every backend gets the same explicit number, and stays ``None``
+            (library default) on a GPU.
         cache: ``warm`` (repeated calls on one buffer) or ``cold`` (CPU: rotate input copies and
             overwrite a buffer twice the last-level cache before each call; GPU: overwrite a
             buffer twice the L2 before each call; neither is timed).
@@ -374,7 +375,7 @@ class DeployConfig:
                 raise LatbenchError(name, f"must be an integer >= 1, got {value!r}")
         self._check_combination()
         if self.threads is None and device == "cpu":
-            object.__setattr__(self, "threads", usable_cores())
+            object.__setattr__(self, "threads", default_threads())
         object.__setattr__(self, "options", self._validated_options())
 
     # -- validation ---------------------------------------------------------------------------
@@ -564,6 +565,10 @@ class ProtocolConfig:
             which a CPU configuration is sampled (``0``: none); their median over a configuration's
             rounds is stored as ``ref_ms``, the machine's speed while it was measured.
         unstable_iqr_ratio: IQR/median above this marks a row unstable.
+        pin_threads: Pin a CPU configuration's threads to fixed cores while it is sampled
+            (:mod:`latbench.profiling.placement`); the placement is stored with every row.
+        busy_ref_spread: A CPU row whose reference workload moved more than this (p10-p90 over
+            its rounds, relative) is marked unstable: the machine's speed changed under it.
     """
 
     warmup_calls: int = 10
@@ -573,12 +578,16 @@ class ProtocolConfig:
     target_rel_ci: float = 0.01
     budget_s: float = 5.0
     calls_per_round: int = 10
-    min_rounds: int = 1
+    min_rounds: int = 10
     round_warmup_calls: int = 1
-    reference_calls: int = 1
+    reference_calls: int = 3
     unstable_iqr_ratio: float = UNSTABLE_IQR_RATIO
+    pin_threads: bool = True
+    busy_ref_spread: float = 0.05
 
     def __post_init__(self) -> None:
+        if not isinstance(self.pin_threads, bool):
+            raise LatbenchError("protocol pin_threads", f"must be true or false, got {self.pin_threads!r}")
         for name, low in (
             ("warmup_calls", 0),
             ("min_samples", 1),
@@ -595,7 +604,12 @@ class ProtocolConfig:
             raise LatbenchError(
                 "protocol max_samples", f"must be >= min_samples ({self.min_samples}), got {self.max_samples}"
             )
-        for name, positive in (("target_rel_ci", True), ("budget_s", True), ("unstable_iqr_ratio", True)):
+        for name, positive in (
+            ("target_rel_ci", True),
+            ("budget_s", True),
+            ("unstable_iqr_ratio", True),
+            ("busy_ref_spread", True),
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or (positive and value <= 0):
                 raise LatbenchError(f"protocol {name}", f"must be a finite number > 0, got {value!r}")

@@ -15,6 +15,7 @@ spreads over all of them instead of biasing whichever ran during a bad second
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ class ProfileReport:
     wall_s: float = 0.0
     env_id: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list)
+    busy: Any = None  # a drift.BusyReport of the rows measured in this run (CPU deployments)
+    placement: dict[str, Any] | None = None  # where a CPU deployment's threads ran (placement.Placement)
+    ref_anchor_ms: float | None = None  # with normalise_drift: the machine speed the rows were brought to
 
 
 def work_items(archs: Sequence[Arch], blocks: bool) -> list[WorkItem]:
@@ -106,8 +110,9 @@ def measurement_row(
     measurement: Any,
     env_id: str,
     peaks: dict[str, Any] | None,
+    protocol: ProtocolConfig | None = None,
 ) -> dict[str, Any]:
-    """One store row: identity, deployment, workload, statistics, cost and roofline."""
+    """One store row: identity, deployment, workload, statistics, the protocol, cost and roofline."""
     cost = _cost(item, deploy)
     roofline_ms = None
     if peaks and peaks.get("peak_flops") and peaks.get("peak_bytes_per_s"):
@@ -135,16 +140,22 @@ def measurement_row(
         "timestamp": time.time(),
     }
     row.update(measurement.to_row())
+    if protocol is not None:
+        row["protocol"] = json.dumps(protocol.to_dict(), sort_keys=True)
     if roofline_ms:
         row["roofline_ratio"] = row["median_ms"] / roofline_ms
     return row
 
 
-def environment(deploy: DeployConfig, store: ResultStore, measure_peaks: bool) -> dict[str, Any]:
-    """This machine's fingerprint, with attainable peaks (measured once per environment and kept in the store)."""
+def environment(
+    deploy: DeployConfig, store: ResultStore, measure_peaks: bool, protocol: ProtocolConfig | None = None
+) -> dict[str, Any]:
+    """This machine's fingerprint, with attainable peaks (measured once per environment and kept in the store)
+    and, on the CPU, where the measuring threads run (``placement``, from the protocol's pinning choice)."""
     from dataclasses import replace
 
     from latbench.profiling.fingerprint import collect
+    from latbench.profiling.placement import plan
 
     fp = collect(threads=deploy.threads)
     known = store.fingerprints().get(fp.env_id, {})
@@ -162,7 +173,10 @@ def environment(deploy: DeployConfig, store: ResultStore, measure_peaks: bool) -
             # torch eager has none). The rows then carry no roofline; the profile goes on.
             peaks[key] = {"unavailable": f"no torch peak kernel for {key}: {exc.what}"}
     fp = replace(fp, peaks=peaks)
-    return fp.to_dict()
+    out = fp.to_dict()
+    if deploy.device_type == "cpu" and deploy.threads:
+        out["placement"] = plan(deploy.threads, (protocol or ProtocolConfig()).pin_threads).to_dict()
+    return out
 
 
 def profile_archs(
@@ -189,26 +203,40 @@ def profile_items(
     seed: int = 0,
     group_size: int = 4,
     peaks: bool = True,
+    normalise_drift: bool = False,
     on_progress: Callable[[int, int, dict[str, Any] | None], None] | None = None,
 ) -> ProfileReport:
     """Measure ``items`` into the store at ``out``, skipping keys it already holds (resumption).
 
     Items of one architecture are prepared and interleaved together with those of the next
     ``group_size - 1`` architectures. ``on_progress(done, total, row)`` is called once at the
-    start (``row`` None) and after each measurement.
+    start (``row`` None) and after each measurement. With ``normalise_drift`` (CPU only) each row
+    also stores its median at the environment's anchor speed (:mod:`latbench.profiling.drift`).
+    The report says, for a CPU deployment, whether the machine was too busy for the run's numbers
+    to repeat (``report.busy``).
     """
+    from latbench.profiling import drift
     from latbench.profiling.base import get_backend
+    from latbench.profiling.fingerprint import load_average
 
     if group_size < 1:
         raise LatbenchError("--group-size", f"must be >= 1, got {group_size}")
+    if normalise_drift and (deploy.device_type != "cpu" or not protocol.reference_calls):
+        raise LatbenchError(
+            "--normalise-drift",
+            "needs the CPU reference workload, which is timed on CPU deployments only (and not with reference_calls 0)",
+        )
     backend = get_backend(deploy)  # a missing library or GPU fails here, before anything is written
     items = list({it.key(deploy): it for it in items}.values())
     t0 = time.perf_counter()
+    load_before = load_average()
     with ResultStore(out) as store:
         todo = [it for it in items if it.key(deploy) not in store]
         report = ProfileReport(out=Path(out), requested=len(items), already_done=len(items) - len(todo))
-        env = environment(deploy, store, peaks)
+        env = environment(deploy, store, peaks, protocol)
         report.env_id = env["env_id"]
+        report.placement = env.get("placement")
+        anchor = drift.read_anchor(report.env_id) if normalise_drift else None
         env_peaks = env["peaks"].get(f"{deploy.device}/{deploy.precision}")
         envs: dict[str, dict[str, Any]] | None = {env["env_id"]: env}
         done = report.already_done
@@ -224,6 +252,10 @@ def profile_items(
             rows = measure_group(
                 group, space_name, deploy, protocol, report.env_id, env_peaks, seed=seed, backend=backend
             )
+            if normalise_drift:
+                anchor = anchor if anchor is not None else drift.set_anchor(report.env_id, rows)
+                drift.normalise(rows, anchor)
+                report.ref_anchor_ms = anchor
             store.append(rows, envs)
             envs = None
             report.rows.extend(rows)
@@ -234,6 +266,14 @@ def profile_items(
                 if on_progress:
                     on_progress(done, len(items), r)
     report.wall_s = time.perf_counter() - t0
+    if deploy.device_type == "cpu" and report.rows:
+        after = load_average()
+        report.busy = drift.busy_summary(
+            report.rows,
+            protocol.busy_ref_spread,
+            load_before[0] if load_before else None,
+            after[0] if after else None,
+        )
     return report
 
 
@@ -268,7 +308,7 @@ def measure_group(
     finally:
         for p in prepared:
             p.close()
-    return [measurement_row(it, space_name, deploy, m, env_id, peaks) for it, m in zip(group, measurements)]
+    return [measurement_row(it, space_name, deploy, m, env_id, peaks, protocol) for it, m in zip(group, measurements)]
 
 
 def _nvml_index(deploy: DeployConfig, given: int | None) -> int | None:

@@ -33,6 +33,8 @@ whole protocol with a scripted fake backend and time nothing real.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +47,7 @@ from latbench.errors import LatbenchError
 from latbench.profiling import fingerprint
 from latbench.profiling.base import Prepared
 from latbench.profiling.config import DeployConfig, ProtocolConfig
+from latbench.profiling.placement import Placement, pinned, plan
 from latbench.profiling.stats import Stats, ci_converged
 
 #: Why sampling of a configuration stopped.
@@ -74,6 +77,8 @@ ROW_COLUMNS: tuple[str, ...] = (
     "wall_s",
     "runtime",
     "ref_ms",
+    "ref_spread",
+    "placement",
     "samples_ms",
 )
 
@@ -116,6 +121,10 @@ def cpu_reference(n: int) -> list[float]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        # One untimed call: the model timed just before evicted the weight from the caches, and the
+        # reference is to measure the machine's speed, not how much of its cache another workload took.
+        for _ in range(_REF_REPEAT):
+            torch.mm(x, w, out=out)
         times = []
         for _ in range(n):
             t0 = time.perf_counter_ns()
@@ -152,6 +161,10 @@ class Measurement:
         ref_ms: Median time of the CPU reference workload (:func:`cpu_reference`) over the rounds
             this configuration was sampled in: the machine's speed meanwhile; NaN when none was
             timed (a GPU, or ``reference_calls=0``). ``median_ms`` is not corrected by it.
+        ref_spread: How much the reference moved over those rounds: (p90 - p10) / median of its
+            per-round medians (NaN with fewer than 3 rounds or no reference). Above the protocol's
+            ``busy_ref_spread`` the machine's speed moved while this row was measured: it is unstable.
+        placement: Where a CPU configuration's threads ran (:meth:`Placement.to_dict`); ``None`` on a GPU.
     """
 
     config: DeployConfig
@@ -172,6 +185,8 @@ class Measurement:
     wall_s: float
     info: dict[str, Any] = field(default_factory=dict)
     ref_ms: float = math.nan
+    ref_spread: float = math.nan
+    placement: dict[str, Any] | None = None
 
     @property
     def median_ms(self) -> float:
@@ -204,6 +219,8 @@ class Measurement:
             "wall_s": self.wall_s,
             "runtime": self.runtime,
             "ref_ms": self.ref_ms,
+            "ref_spread": self.ref_spread,
+            "placement": None if self.placement is None else json.dumps(self.placement, sort_keys=True),
             "samples_ms": list(self.samples_ms),
         }
 
@@ -228,6 +245,8 @@ class Measurement:
             "wall_s": self.wall_s,
             "info": self.info,
             "ref_ms": None if math.isnan(self.ref_ms) else self.ref_ms,
+            "ref_spread": None if math.isnan(self.ref_spread) else self.ref_spread,
+            "placement": self.placement,
         }
 
     @classmethod
@@ -253,6 +272,8 @@ class Measurement:
                 wall_s=float(data["wall_s"]),
                 info=dict(data.get("info") or {}),
                 ref_ms=math.nan if data.get("ref_ms") is None else float(data["ref_ms"]),
+                ref_spread=math.nan if data.get("ref_spread") is None else float(data["ref_spread"]),
+                placement=data.get("placement"),
             )
         except KeyError as exc:
             raise LatbenchError("measurement", f"missing field {exc.args[0]!r}") from None
@@ -356,6 +377,19 @@ def measure_interleaved(
     clock = clock or time.perf_counter
     probe = probe or Probe()
     runs = [_Run(p, p.gpu_index if gpu_index is None else gpu_index) for p in prepared]
+    cpu_threads = [r.prepared.config.threads or 1 for r in runs if r.gpu_index is None]
+    placement = plan(max(cpu_threads), protocol.pin_threads) if cpu_threads else None
+    with pinned(placement) if placement is not None else contextlib.nullcontext() as in_force:
+        return _sample(runs, protocol, clock, probe, in_force)
+
+
+def _sample(
+    runs: list[_Run],
+    protocol: ProtocolConfig,
+    clock: Callable[[], float],
+    probe: Probe,
+    placement: Placement | None,
+) -> list[Measurement]:
     interleaved = len(runs) > 1
     load_before = probe.load_average()
     for run in runs:
@@ -389,9 +423,18 @@ def measure_interleaved(
             load_after,
             gpu_before.get(r.gpu_index) if r.gpu_index is not None else None,
             gpu_after.get(r.gpu_index) if r.gpu_index is not None else None,
+            placement.to_dict() if placement is not None and r.gpu_index is None else None,
         )
         for r in runs
     ]
+
+
+def reference_spread(refs: Sequence[float]) -> float:
+    """(p90 - p10) / median of the reference's per-round medians; NaN with fewer than 3 rounds."""
+    if len(refs) < 3:
+        return math.nan
+    p10, p50, p90 = np.percentile(np.asarray(refs, dtype=float), [10, 50, 90])
+    return float((p90 - p10) / p50) if p50 > 0 else math.nan
 
 
 def unstable_reasons(
@@ -399,9 +442,15 @@ def unstable_reasons(
     protocol: ProtocolConfig,
     stop_reason: str,
     gpu_states: Sequence[dict[str, Any] | None] = (),
+    ref_spread: float = math.nan,
 ) -> list[str]:
     """The reasons a measurement is unstable (empty if it is not)."""
     reasons = []
+    if math.isfinite(ref_spread) and ref_spread > protocol.busy_ref_spread:
+        reasons.append(
+            f"machine busy: the CPU reference workload moved {ref_spread:.1%} (p10-p90) "
+            f"> {protocol.busy_ref_spread:.1%} while measured"
+        )
     if stats.iqr_ratio > protocol.unstable_iqr_ratio:
         reasons.append(f"IQR/median {stats.iqr_ratio:.3f} > {protocol.unstable_iqr_ratio:g}")
     if stop_reason != "converged":
@@ -425,10 +474,12 @@ def _measurement(
     load_after: list[float] | None,
     gpu_before: dict[str, Any] | None,
     gpu_after: dict[str, Any] | None,
+    placement: dict[str, Any] | None = None,
 ) -> Measurement:
     stats = Stats.from_samples(run.samples)
     stop = run.stop_reason or "max_samples"
-    reasons = unstable_reasons(stats, protocol, stop, (gpu_before, gpu_after))
+    spread = reference_spread(run.refs)
+    reasons = unstable_reasons(stats, protocol, stop, (gpu_before, gpu_after), spread)
     return Measurement(
         config=run.prepared.config,
         runtime=run.prepared.runtime,
@@ -448,4 +499,6 @@ def _measurement(
         wall_s=run.spent_s,
         info=dict(run.prepared.info),
         ref_ms=float(np.median(run.refs)) if run.refs else math.nan,
+        ref_spread=spread,
+        placement=placement,
     )

@@ -17,14 +17,14 @@ from latbench.profiling.config import (
     option_spec,
     parse_options,
 )
-from latbench.profiling.fingerprint import usable_cores
+from latbench.profiling.placement import default_threads
 
 
 def test_cpu_defaults_resolve_mode_and_threads() -> None:
     c = DeployConfig(backend="torch")
     assert (c.device, c.mode, c.precision, c.cache, c.batch, c.seq_len) == ("cpu", "eager", "fp32", "warm", 1, None)
     # Set explicitly, identically for every backend: the usable cores.
-    assert c.threads == usable_cores()
+    assert c.threads == default_threads()
     assert DeployConfig(backend="onnxruntime").threads == c.threads
     assert DeployConfig(backend="onnxruntime").mode == "cpu"
 

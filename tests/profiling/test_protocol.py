@@ -78,7 +78,14 @@ QUIET = Probe(
 
 
 def run(prepared: list[FakePrepared], clock: FakeClock, **protocol: float) -> list[Measurement]:
-    defaults = {"warmup_calls": 10, "warmup_s": 0.0, "min_samples": 50, "budget_s": 5.0, "calls_per_round": 10}
+    defaults = {
+        "warmup_calls": 10,
+        "warmup_s": 0.0,
+        "min_samples": 50,
+        "budget_s": 5.0,
+        "calls_per_round": 10,
+        "min_rounds": 1,
+    }
     return measure_interleaved(prepared, ProtocolConfig(**{**defaults, **protocol}), clock=clock, probe=QUIET)
 
 

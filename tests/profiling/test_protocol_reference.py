@@ -35,7 +35,14 @@ def probe(reference: ScriptedReference) -> Probe:
 
 
 def protocol(**overrides: float) -> ProtocolConfig:
-    base = {"warmup_calls": 1, "warmup_s": 0.0, "min_samples": 10, "calls_per_round": 10, "budget_s": 1e6}
+    base = {
+        "warmup_calls": 1,
+        "warmup_s": 0.0,
+        "min_samples": 10,
+        "calls_per_round": 10,
+        "budget_s": 1e6,
+        "min_rounds": 1,
+    }
     return ProtocolConfig(**{**base, **overrides})
 
 
@@ -45,7 +52,7 @@ def test_the_reference_is_timed_once_per_round_and_its_median_kept() -> None:
     fakes = [FakePrepared(clock, steady(), name=n) for n in "AB"]
     a, b = measure_interleaved(fakes, protocol(min_rounds=5), clock=clock, probe=probe(ref))
     assert a.rounds == b.rounds == 5
-    assert ref.asked == [1] * 5  # one reference per round, not one per configuration
+    assert ref.asked == [3] * 5  # one reference (3 timings) per round, not one per configuration
     assert a.ref_ms == b.ref_ms == 12.0  # median of 10, 10, 12, 12, 12
     # The reference is a record of the machine's speed; the latency itself is not corrected by it.
     assert a.median_ms == pytest.approx(1.002)

@@ -1,0 +1,140 @@
+"""The machine's own drift: seen in every CPU row, removed where asked (``--normalise-drift``).
+
+Every round of a CPU measurement times a fixed reference workload
+(:func:`latbench.profiling.protocol.cpu_reference`); a row's ``ref_ms`` is its median over the
+row's rounds, the speed of the machine while the row was measured. On a shared (virtual) machine
+that speed moves by several percent over minutes, for every workload alike (RESULTS, noise-cpu
+and rerun-cpu), so two runs an hour apart differ by the drift even when each is precise.
+
+Opt-in correction: each row also gets ``median_ms_normalised = median_ms * anchor / ref_ms``,
+its median at one fixed speed of the machine, the *anchor*: the reference's median over the
+first normalised run's first group on this environment, kept per environment in latbench's
+cache (``<cache>/reference/<env_id>.json``) so that every later run on the same machine and
+stack is brought to the same speed. ``median_ms`` stays as measured; the anchor is stored in
+every corrected row (``ref_anchor_ms``), so a reader can bring rows to another anchor.
+
+:func:`busy_summary` reads a run's rows back and says whether the machine was too busy for
+its numbers to repeat, with the figure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latbench.errors import LatbenchError
+from latbench.io import atomic_write_text
+
+ANCHOR_SCHEMA = 1
+
+
+def anchor_path(env_id: str, root: Path | None = None) -> Path:
+    """Where an environment's reference anchor is kept."""
+    if root is None:
+        from latbench.profiling.base import cache_dir
+
+        root = cache_dir("reference")
+    return Path(root) / f"{env_id}.json"
+
+
+def read_anchor(env_id: str, root: Path | None = None) -> float | None:
+    """The environment's anchor (ms), or ``None`` when none was set; a damaged file is an error naming it."""
+    path = anchor_path(env_id, root)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        value = float(data["ref_anchor_ms"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LatbenchError(str(path), f"not a reference anchor ({exc}); delete it to set a new one") from None
+    if not (math.isfinite(value) and value > 0):
+        raise LatbenchError(str(path), f"reference anchor must be a positive number of ms, got {value!r}")
+    return value
+
+
+def set_anchor(env_id: str, rows: Sequence[dict[str, Any]], root: Path | None = None) -> float:
+    """Set the environment's anchor from ``rows`` (the median of their ``ref_ms``) and keep it."""
+    refs = [float(r["ref_ms"]) for r in rows if _finite(r.get("ref_ms"))]
+    if not refs:
+        raise LatbenchError("--normalise-drift", "no CPU reference workload was timed (a GPU, or reference_calls 0)")
+    value = float(np.median(refs))
+    path = anchor_path(env_id, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        path, json.dumps({"schema": ANCHOR_SCHEMA, "env_id": env_id, "ref_anchor_ms": value, "rows": len(refs)}) + "\n"
+    )
+    return value
+
+
+def normalise(rows: list[dict[str, Any]], anchor_ms: float) -> None:
+    """Add ``median_ms_normalised`` and ``ref_anchor_ms`` to each row with a reference (in place)."""
+    for row in rows:
+        ref = row.get("ref_ms")
+        if _finite(ref) and float(ref) > 0:
+            row["median_ms_normalised"] = float(row["median_ms"]) * anchor_ms / float(ref)
+            row["ref_anchor_ms"] = anchor_ms
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class BusyReport:
+    """How much the machine's speed moved over a run, and what the run's rows say about it.
+
+    Attributes:
+        rows: Rows of the run with a reference timing.
+        busy_rows: Rows marked unstable because the reference moved while they were measured.
+        ref_spread: (p10 - p90) / median of the rows' ``ref_ms`` over the run (NaN without rows).
+        load_before: 1-minute load average when the run started (``None`` if unknown).
+        load_after: ... and when it ended.
+        threshold: The protocol's ``busy_ref_spread``.
+    """
+
+    rows: int
+    busy_rows: int
+    ref_spread: float
+    load_before: float | None
+    load_after: float | None
+    threshold: float
+
+    @property
+    def busy(self) -> bool:
+        return self.busy_rows > 0 or (math.isfinite(self.ref_spread) and self.ref_spread > self.threshold)
+
+    def message(self) -> str | None:
+        """One paragraph for the end of a run when the machine was busy; ``None`` when it was quiet."""
+        if not self.busy:
+            return None
+        load = ""
+        if self.load_before is not None and self.load_after is not None:
+            load = f", load {self.load_before:.2f} -> {self.load_after:.2f}"
+        return (
+            f"machine busy: the CPU reference workload moved {self.ref_spread:.1%} (p10-p90) over this run "
+            f"(threshold {self.threshold:.1%}{load}); {self.busy_rows} of {self.rows} rows are marked unstable for it. "
+            "Numbers taken now can differ from a quiet run by about that much: profile again on a quiet machine "
+            "(other work stopped), or add --normalise-drift to store each median also at one fixed machine speed."
+        )
+
+
+def busy_summary(
+    rows: Sequence[dict[str, Any]], threshold: float, load_before: float | None, load_after: float | None
+) -> BusyReport:
+    """Read a run's rows: the reference's spread over the run and how many rows were marked busy."""
+    refs = [float(r["ref_ms"]) for r in rows if _finite(r.get("ref_ms"))]
+    spread = math.nan
+    if len(refs) >= 2:
+        p10, p50, p90 = np.percentile(refs, [10, 50, 90])
+        spread = float((p90 - p10) / p50) if p50 > 0 else math.nan
+    busy_rows = sum("machine busy" in str(r.get("unstable_reasons") or "") for r in rows)
+    return BusyReport(len(refs), busy_rows, spread, load_before, load_after, threshold)

@@ -1,0 +1,222 @@
+"""Where the measuring threads run (placement), rows marked when the machine was busy, and the
+opt-in drift correction (``--normalise-drift``). Driven by fakes: a fake sysfs topology, the
+scripted backend and reference of ``test_protocol``; the pinning itself is checked on this
+process's real affinity and restored."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from latbench.errors import LatbenchError
+from latbench.profiling import drift
+from latbench.profiling.config import DeployConfig, ProtocolConfig
+from latbench.profiling.placement import (
+    default_threads,
+    format_cpu_list,
+    parse_cpu_list,
+    physical_cores,
+    pinned,
+    plan,
+)
+from latbench.profiling.protocol import Probe, measure_interleaved, reference_spread
+
+from .test_protocol import FakeClock, FakePrepared, steady
+from .test_protocol_reference import ScriptedReference
+
+needs_affinity = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no sched_setaffinity on this OS")
+
+
+def fake_topology(tmp_path: Path, siblings: dict[int, str]) -> Path:
+    """A /sys/devices/system/cpu with ``thread_siblings_list`` per CPU."""
+    for cpu, text in siblings.items():
+        d = tmp_path / f"cpu{cpu}" / "topology"
+        d.mkdir(parents=True)
+        (d / "thread_siblings_list").write_text(text + "\n")
+    return tmp_path
+
+
+def test_cpu_lists_round_trip() -> None:
+    assert parse_cpu_list("0-3,8,10-11\n") == [0, 1, 2, 3, 8, 10, 11]
+    assert format_cpu_list([0, 1, 2, 3, 8, 10, 11]) == "0-3,8,10-11"
+    assert format_cpu_list(parse_cpu_list("5")) == "5"
+
+
+def test_smt_siblings_count_as_one_core_and_one_core_is_left_free(tmp_path: Path) -> None:
+    # 4 physical cores with 2 hyperthreads each: cpus i and i+4 share a core.
+    sys_cpu = fake_topology(tmp_path, {i: f"{i % 4},{i % 4 + 4}" for i in range(8)})
+    cpus = tuple(range(8))
+    assert physical_cores(cpus, sys_cpu) == [4, 5, 6, 7]
+    assert default_threads(cpus, sys_cpu) == 3  # one thread per physical core, less one
+    p = plan(3, cpus=cpus, sys_cpu=sys_cpu)
+    assert p.pinned and p.cpus == (5, 6, 7)  # the last cores: core 0 takes the interrupts
+    assert p.summary() == "3 threads pinned to cpu 5-7 of 0-7"
+    # More threads than physical cores: the whole CPU set, siblings included.
+    assert plan(6, cpus=cpus, sys_cpu=sys_cpu).cpus == cpus
+
+
+def test_two_cores_give_one_thread_on_the_last_core(tmp_path: Path) -> None:
+    sys_cpu = fake_topology(tmp_path, {0: "0", 1: "1"})
+    assert default_threads((0, 1), sys_cpu) == 1
+    assert plan(1, cpus=(0, 1), sys_cpu=sys_cpu).cpus == (1,)
+    # taskset -c 0: the CPU set is the user's choice.
+    assert default_threads((0,), sys_cpu) == 1
+    assert plan(1, cpus=(0,), sys_cpu=sys_cpu).cpus == (0,)
+    # No topology in sysfs: each CPU is its own core.
+    assert physical_cores((0, 1, 2), tmp_path / "absent") == [0, 1, 2]
+
+
+def test_no_pin_and_bad_threads() -> None:
+    p = plan(1, pin=False, cpus=(0, 1))
+    assert not p.pinned and p.cpus == () and "not pinned (--no-pin)" in p.summary()
+    with pytest.raises(LatbenchError, match="--threads"):
+        plan(0)
+
+
+def test_the_default_threads_of_a_cpu_deployment_come_from_the_placement() -> None:
+    assert DeployConfig(backend="torch").threads == default_threads()
+    assert DeployConfig(backend="torch", device="cuda:0").threads is None
+
+
+@needs_affinity
+def test_pinning_moves_every_thread_and_restores_them() -> None:
+    import threading
+
+    before = os.sched_getaffinity(0)
+    target = max(before)
+    stop = threading.Event()
+    seen: dict[str, set[int]] = {}
+
+    def worker() -> None:
+        stop.wait(5)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    try:
+        with pinned(plan(1, cpus=tuple(sorted(before)))) as p:
+            assert p.pinned and p.cpus == (target,)
+            seen["main"] = os.sched_getaffinity(0)
+            seen["worker"] = os.sched_getaffinity(t.native_id)
+        assert os.sched_getaffinity(0) == before
+        assert os.sched_getaffinity(t.native_id) == before
+    finally:
+        stop.set()
+        t.join()
+    assert seen["main"] == {target} and seen["worker"] == {target}
+
+
+def probe(ref: ScriptedReference) -> Probe:
+    return Probe(load_average=lambda: [0.1, 0.1, 0.1], gpu_state=lambda i: None, cpu_reference=ref)
+
+
+def protocol(**overrides: float) -> ProtocolConfig:
+    base = {
+        "warmup_calls": 1,
+        "warmup_s": 0.0,
+        "min_samples": 10,
+        "calls_per_round": 10,
+        "budget_s": 1e6,
+        "min_rounds": 1,
+    }
+    return ProtocolConfig(**{**base, **overrides})
+
+
+def test_a_row_measured_while_the_reference_moved_is_marked_busy() -> None:
+    clock = FakeClock()
+    moving = ScriptedReference([10.0, 10.0, 11.0, 12.0, 13.0, 10.0])
+    (m,) = measure_interleaved(
+        [FakePrepared(clock, steady())], protocol(min_rounds=6), clock=clock, probe=probe(moving)
+    )
+    assert m.ref_spread == pytest.approx(reference_spread([10.0, 10.0, 11.0, 12.0, 13.0, 10.0]))
+    assert m.ref_spread > 0.05 and m.unstable
+    assert any(r.startswith("machine busy: the CPU reference workload moved") for r in m.unstable_reasons)
+    row = m.to_row()
+    assert row["ref_spread"] == m.ref_spread
+    assert json.loads(row["placement"])["threads"] == 1
+
+    still = ScriptedReference([10.0, 10.05, 9.98, 10.02, 10.0, 10.01])
+    (q,) = measure_interleaved([FakePrepared(clock, steady())], protocol(min_rounds=6), clock=clock, probe=probe(still))
+    assert q.ref_spread < 0.01 and not q.unstable
+    # The threshold is the protocol's.
+    (lenient,) = measure_interleaved(
+        [FakePrepared(clock, steady())],
+        protocol(min_rounds=6, busy_ref_spread=0.5),
+        clock=clock,
+        probe=probe(ScriptedReference([10.0, 10.0, 11.0, 12.0, 13.0, 10.0])),
+    )
+    assert not lenient.unstable
+
+
+def test_reference_spread_needs_three_rounds() -> None:
+    assert math.isnan(reference_spread([10.0, 20.0]))
+    assert reference_spread([10.0, 10.0, 10.0]) == 0.0
+    with pytest.raises(LatbenchError, match="busy_ref_spread"):
+        ProtocolConfig(busy_ref_spread=0.0)
+    with pytest.raises(LatbenchError, match="pin_threads"):
+        ProtocolConfig(pin_threads="yes")  # type: ignore[arg-type]
+
+
+@needs_affinity
+def test_a_cpu_measurement_runs_pinned_and_says_where() -> None:
+    clock = FakeClock()
+    inside: list[set[int]] = []
+
+    class Recording(FakePrepared):
+        def time_calls(self, n: int) -> list[float]:
+            inside.append(os.sched_getaffinity(0))
+            return super().time_calls(n)
+
+    before = os.sched_getaffinity(0)
+    (m,) = measure_interleaved(
+        [Recording(clock, steady())], protocol(), clock=clock, probe=probe(ScriptedReference([1.0]))
+    )
+    assert os.sched_getaffinity(0) == before
+    assert m.placement is not None and m.placement["pinned"]
+    assert all(a == set(m.placement["cpus"]) for a in inside) and len(m.placement["cpus"]) == 1
+    (u,) = measure_interleaved(
+        [Recording(clock, steady())], protocol(pin_threads=False), clock=clock, probe=probe(ScriptedReference([1.0]))
+    )
+    assert u.placement is not None and not u.placement["pinned"]
+
+
+def rows(median: list[float], ref: list[float]) -> list[dict]:
+    return [{"median_ms": m, "ref_ms": r, "unstable_reasons": ""} for m, r in zip(median, ref)]
+
+
+def test_normalised_medians_of_two_runs_at_different_machine_speeds_agree(tmp_path: Path) -> None:
+    # Run 2 on a machine 8% slower for everything, the reference included.
+    run1 = rows([10.0, 20.0, 40.0], [5.0, 5.0, 5.0])
+    run2 = rows([10.8, 21.6, 43.2], [5.4, 5.4, 5.4])
+    assert drift.read_anchor("env1", tmp_path) is None
+    anchor = drift.set_anchor("env1", run1, tmp_path)
+    assert anchor == 5.0 and drift.read_anchor("env1", tmp_path) == 5.0
+    for r in (run1, run2):
+        drift.normalise(r, drift.read_anchor("env1", tmp_path))  # the second run reads the same anchor
+    assert [r["median_ms_normalised"] for r in run2] == pytest.approx([r["median_ms_normalised"] for r in run1])
+    assert [r["median_ms"] for r in run2] == [10.8, 21.6, 43.2]  # raw stays raw
+    assert all(r["ref_anchor_ms"] == 5.0 for r in run1 + run2)
+
+
+def test_a_damaged_anchor_file_is_a_one_line_error(tmp_path: Path) -> None:
+    drift.anchor_path("env1", tmp_path).write_text("{not json")
+    with pytest.raises(LatbenchError, match=r"env1\.json"):
+        drift.read_anchor("env1", tmp_path)
+    with pytest.raises(LatbenchError, match="--normalise-drift"):
+        drift.set_anchor("env2", rows([1.0], [math.nan]), tmp_path)
+
+
+def test_the_busy_summary_says_so_with_the_figure() -> None:
+    quiet = drift.busy_summary(rows([1.0] * 4, [5.0, 5.01, 5.02, 4.99]), 0.05, 0.2, 1.0)
+    assert not quiet.busy and quiet.message() is None
+    moving = rows([1.0] * 4, [5.0, 5.5, 6.0, 6.5])
+    moving[0]["unstable_reasons"] = (
+        "machine busy: the CPU reference workload moved 9.0% (p10-p90) > 5.0% while measured"
+    )
+    busy = drift.busy_summary(moving, 0.05, 1.8, 3.2)
+    assert busy.busy and busy.busy_rows == 1 and busy.rows == 4
+    text = busy.message()
+    assert text is not None and "machine busy" in text and f"{busy.ref_spread:.1%}" in text and "1.80 -> 3.20" in text
