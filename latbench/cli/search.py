@@ -9,23 +9,16 @@ from typing import Any
 import typer
 
 from latbench.cli._app import console
-from latbench.cli.predictors import FORCE_HELP, _note_forced, _parse_params, _workload_default, _workload_problems
-from latbench.cli.profile import (
-    BACKEND,
-    BUDGET_S,
-    CACHE,
-    CALLS_PER_ROUND,
-    MAX_SAMPLES,
-    MIN_SAMPLES,
-    MODE,
-    OPTION,
-    PRECISION,
-    ROUNDS,
-    TARGET_CI,
-    THREADS,
-    deploy_config,
-    protocol_config,
+from latbench.cli.options import (
+    DEPLOYMENT,
+    DEVICE,
+    PROTOCOL,
+    DeployOptions,
+    ProtocolOptions,
+    deploy_options,
+    protocol_options,
 )
+from latbench.cli.predictors import FORCE_HELP, _note_forced, _parse_params, _workload_default, _workload_problems
 from latbench.errors import LatbenchError
 
 _METHODS = "random, candidate, fast, evolutionary, gradient (needs an mlp predictor) or nsga2."
@@ -58,6 +51,10 @@ def _command_line(ctx: typer.Context) -> str:
     return " ".join(shlex.quote(x) for x in parts)
 
 
+@deploy_options(
+    typer.Option(None, "--device", help="Measure the reference on this target (cpu, cuda:N) instead of predicting it.")
+)
+@protocol_options
 def search(
     ctx: typer.Context,
     predictor: Path = typer.Option(..., "--predictor", help="A predictor directory (from train-predictor)."),
@@ -82,24 +79,11 @@ def search(
     param: list[str] = typer.Option([], "--param", help="KEY=VALUE setting of the searcher (repeatable)."),
     batch: int | None = typer.Option(None, "--batch", help="Batch size (default: the predictor's)."),
     seq: int | None = typer.Option(None, "--seq", help="Sequence length (default: the predictor's)."),
-    device: str | None = typer.Option(
-        None, "--device", help="Measure the reference on this target (cpu, cuda:N) instead of predicting it."
-    ),
     reference_ms: float | None = typer.Option(
         None, "--reference-ms", help="The reference's latency in ms, measured elsewhere (instead of --device)."
     ),
-    backend: str = BACKEND,
-    mode: str | None = MODE,
-    precision: str = PRECISION,
-    threads: int | None = THREADS,
-    cache: str = CACHE,
-    option: list[str] | None = OPTION,
-    budget_s: float = BUDGET_S,
-    min_samples: int = MIN_SAMPLES,
-    max_samples: int = MAX_SAMPLES,
-    target_ci: float = TARGET_CI,
-    rounds: int = ROUNDS,
-    calls_per_round: int = CALLS_PER_ROUND,
+    deployment: DeployOptions = DEPLOYMENT,
+    protocol: ProtocolOptions = PROTOCOL,
     measure_top: int = typer.Option(
         0,
         "--measure-top",
@@ -133,6 +117,7 @@ def search(
     from latbench.space import get_space
 
     check_dir_path(out, "--out")  # before the work, not after it
+    device = deployment.device
     if (latency_constraint is None) == (latency_ms is None):
         raise LatbenchError("--latency-constraint", "give exactly one of --latency-constraint X and --latency-ms MS")
     if measure_top < 0:
@@ -185,7 +170,7 @@ def search(
 
     deploy = None
     if device is not None:
-        deploy = deploy_config(backend, device, mode, precision, threads, cache, b, s, option)
+        deploy = deployment.config(b, s)
         if pred.validity is not None:
             _note_forced(pred.validity.check(deploy_validity(deploy, sp.family), force, where="--predictor"))
     else:  # no target to compare with: the workload must still be one the predictor was trained on
@@ -199,7 +184,7 @@ def search(
         assert sp.reference is not None
         reference = Reference(sp.reference.to_json(), reference_ms, "given")
     elif deploy is not None:
-        proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+        proto = protocol.config()
         console.print(f"measuring the reference ({sp.reference.describe()}) on {deploy.label()} ...")  # type: ignore[union-attr]
         reference = measured_reference(sp, deploy, proto, seed=seed)
     problem, reference = make_problem(
@@ -245,7 +230,7 @@ def search(
         from latbench.search.run import choose_by_measurement
 
         assert deploy is not None
-        proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+        proto = protocol.config()
         mprogress, mon_progress = progress_bar("measure")
         with mprogress:
             choice = choose_by_measurement(
@@ -300,7 +285,7 @@ def search(
     )
     if validate:
         assert deploy is not None
-        proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+        proto = protocol.config()
         _run_validate(out, deploy, proto, top=1, front=True, seed=seed)
 
 
@@ -349,25 +334,16 @@ def _print_validation(doc: dict[str, Any]) -> None:
     console.print(line)
 
 
+@deploy_options(DEVICE)
+@protocol_options
 def validate(
     search_dir: Path = typer.Option(..., "--search", help="A directory written by latbench search."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda:N."),
     top: int = typer.Option(
         1, "--top", help="How many of the search's best architectures to measure (the best always)."
     ),
     front: bool = typer.Option(True, "--front/--no-front", help="Also measure an nsga2 search's Pareto front."),
-    backend: str = BACKEND,
-    mode: str | None = MODE,
-    precision: str = PRECISION,
-    threads: int | None = THREADS,
-    cache: str = CACHE,
-    option: list[str] | None = OPTION,
-    budget_s: float = BUDGET_S,
-    min_samples: int = MIN_SAMPLES,
-    max_samples: int = MAX_SAMPLES,
-    target_ci: float = TARGET_CI,
-    rounds: int = ROUNDS,
-    calls_per_round: int = CALLS_PER_ROUND,
+    deployment: DeployOptions = DEPLOYMENT,
+    protocol: ProtocolOptions = PROTOCOL,
     seed: int = typer.Option(0, "--seed", help="Seeds the weights of the built models."),
 ) -> None:
     """Measure a search's result(s) and the reference in one interleaved run; write DIR/validate.json."""
@@ -377,9 +353,6 @@ def validate(
         raise LatbenchError("--top", f"must be >= 0, got {top}")
     doc = read_result(search_dir)
     workload = doc["workload"]
-    deploy = deploy_config(
-        backend, device, mode, precision, threads, cache, workload["batch"], workload["seq_len"], option
-    )
-    proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
-    _run_validate(search_dir, deploy, proto, top=top, front=front, seed=seed)
+    deploy = deployment.config(workload["batch"], workload["seq_len"])
+    _run_validate(search_dir, deploy, protocol.config(), top=top, front=front, seed=seed)
     console.print(f"wrote {search_dir / 'validate.json'}")
