@@ -57,8 +57,17 @@ def _command_line(ctx: typer.Context) -> str:
 @protocol_options
 def search(
     ctx: typer.Context,
-    predictor: Path = typer.Option(..., "--predictor", help="A predictor directory (from train-predictor)."),
-    out: Path = typer.Option(..., "--out", help="Directory for result.json, history.parquet (and pareto.*)."),
+    predictor: Path | None = typer.Option(
+        None,
+        "--predictor",
+        help="A predictor directory (from train-predictor). Default: the most recent under runs/ for the space's "
+        "family, else a shipped one whose card holds on this machine and workload.",
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Directory for result.json, history.parquet (and pareto.*). Default: a fresh runs/search_NNN.",
+    ),
     space: str = typer.Option(
         "bert", "--space", help="Preset (bert, vit, gpt), a space JSON file, or supernet:RUN (the run's space)."
     ),
@@ -100,7 +109,12 @@ def search(
     ),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
-    """Search a space for the best architecture under a latency constraint, predicted; write DIR."""
+    """Search a space for the best architecture under a latency constraint, predicted; write DIR.
+
+    With a speed-up (--latency-constraint) and no --device or --reference-ms, the reference is measured
+    on the predictor's device and deployment when that device is this machine.
+    """
+    from latbench import runs
     from latbench.io import check_dir_path
     from latbench.predictors.persist import load_predictor
     from latbench.search.constraint import Reference, parse_window
@@ -116,6 +130,7 @@ def search(
     )
     from latbench.space import get_space
 
+    out = out if out is not None else runs.fresh_dir("search")
     check_dir_path(out, "--out")  # before the work, not after it
     device = deployment.device
     if (latency_constraint is None) == (latency_ms is None):
@@ -126,10 +141,6 @@ def search(
         raise LatbenchError(
             "--reference-ms", "give either --device (measure the reference) or --reference-ms, not both"
         )
-    if validate and device is None:
-        raise LatbenchError("--validate", "validation measures on a target: give --device")
-    if measure_top and device is None:
-        raise LatbenchError("--measure-top", "measures K candidates on a target: give --device")
     from latbench.search.run import check_measure_margin
 
     check_measure_margin(measure_margin)
@@ -148,6 +159,9 @@ def search(
     config = _parse_params(param)
     searcher_cls.config_class.from_dict(config, f"--param ({method})")  # bad parameters fail before any work
     win = parse_window(window) or default_window(method)
+    if predictor is None:
+        predictor = runs.find_predictor(sp.family, batch, seq)
+        console.print(f"predictor   {predictor}")
     pred = load_predictor(predictor)
     if pred.features is None or pred.features.kind != "arch":
         raise LatbenchError(
@@ -168,9 +182,17 @@ def search(
     if check_space is not None:
         check_space(sp)
 
+    target: dict[str, object] = {}
+    if device is None and reference_ms is None and latency_constraint is not None:
+        target = runs.predictor_target(pred) or {}  # the predictor's device, when it is this machine
+        device = target.pop("device", None)  # type: ignore[assignment]
+    if validate and device is None:
+        raise LatbenchError("--validate", "validation measures on a target: give --device")
+    if measure_top and device is None:
+        raise LatbenchError("--measure-top", "measures K candidates on a target: give --device")
     deploy = None
     if device is not None:
-        deploy = deployment.config(b, s)
+        deploy = deployment.config(b, s, device=device, **target)
         if pred.validity is not None:
             _note_forced(pred.validity.check(deploy_validity(deploy, sp.family), force, where="--predictor"))
     else:  # no target to compare with: the workload must still be one the predictor was trained on
@@ -283,6 +305,10 @@ def search(
     console.print(
         f"searched    {len(outcome.history)} architectures in {outcome.wall_s:.2f} s ({outcome.stopped}); wrote {out}"
     )
+    if not validate:
+        where = "" if deploy is None else f" --device {deploy.device}"
+        where += "" if deploy is None or deploy.threads is None else f" --threads {deploy.threads}"
+        console.print(f"next        latbench validate --search {out}{where}")
     if validate:
         assert deploy is not None
         proto = protocol.config()
