@@ -9,7 +9,7 @@ also sit one folder deeper, as ``runs/quickstart/...``):
   (:func:`predictor_path`), with their ``card.json``;
 - ``runs/search_NNN/``: ``latbench search`` results (``result.json``, ``history.parquet``,
   ``validate.json``), a fresh number each time (:func:`fresh_dir`);
-- ``runs/prune_NNN/``: ``latbench prune`` jobs (``prune_report.json`` ...);
+- ``runs/<name>/``: ``latbench prune --out runs/<name>`` jobs (``job.json``, ``prune_report.json`` ...);
 - ``runs/*.json``: look-up tables (``latbench build-lut``).
 
 :func:`list_runs` finds them by content, not by name (a store is a parquet file with the
