@@ -64,9 +64,14 @@ def default_samples(device: str) -> int:
     return DEFAULT_SAMPLES["cpu" if device == "cpu" else "cuda"]
 
 
-def default_seq(family: str) -> int | None:
-    """The sequence length a family is profiled at by default (``None``: images take theirs)."""
-    return None if family == "vit" else DEFAULT_SEQ
+def default_seq(family: str, max_seq_len: int | None = None) -> int | None:
+    """The sequence length a family is profiled at by default (``None``: images take theirs).
+
+    :data:`DEFAULT_SEQ`, or a space's ``max_seq_len`` when that is shorter.
+    """
+    if family == "vit":
+        return None
+    return DEFAULT_SEQ if max_seq_len is None else min(DEFAULT_SEQ, max_seq_len)
 
 
 def _slug(text: str) -> str:

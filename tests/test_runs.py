@@ -54,6 +54,7 @@ def test_default_samples_per_device_and_the_test_variable(monkeypatch):
     with pytest.raises(LatbenchError, match=runs.SAMPLES_ENV):
         runs.default_samples("cpu")
     assert runs.default_seq("bert") == 128 and runs.default_seq("vit") is None
+    assert runs.default_seq("gpt", max_seq_len=64) == 64  # a space's shorter limit
 
 
 def test_latest_store_and_predictor_and_the_listing(tmp_path):

@@ -102,7 +102,9 @@ def profile(
     from latbench.space import get_space
 
     sp = get_space(space)
-    deploy = deployment.config(batch, seq if seq is not None else runs.default_seq(sp.family))
+    if seq is None:
+        seq = runs.default_seq(sp.family, dict(sp.extras).get("max_seq_len"))
+    deploy = deployment.config(batch, seq)
     proto = protocol.config()
     n = samples if samples is not None else runs.default_samples(deploy.device)
     out = out if out is not None else runs.store_path(sp.name, deploy)
