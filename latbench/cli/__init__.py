@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latbench.cli import arch, fleet, lut, predictors, profile, prune, search, space, supernet
+from latbench.cli import arch, fleet, lut, predictors, profile, prune, runs, search, space, supernet
 from latbench.cli._app import make_app
 from latbench.cli.env import env
 
@@ -11,6 +11,7 @@ app.command("env")(env)
 app.command("profile")(profile.profile)
 app.command("measure")(profile.measure)
 app.command("show")(profile.show)
+app.command("runs")(runs.runs)
 app.command("build-lut")(profile.build_lut)
 app.command("train-predictor")(predictors.train_predictor)
 app.command("predict")(predictors.predict)

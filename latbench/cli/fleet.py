@@ -9,16 +9,7 @@ from typing import Any
 import typer
 
 from latbench.cli._app import console, sub_app
-from latbench.cli.profile import (
-    BATCH,
-    BUDGET_S,
-    CALLS_PER_ROUND,
-    MAX_SAMPLES,
-    MIN_SAMPLES,
-    ROUNDS,
-    TARGET_CI,
-    protocol_config,
-)
+from latbench.cli.options import BATCH, PROTOCOL, ProtocolOptions, protocol_options
 from latbench.errors import LatbenchError
 
 app = sub_app("Fleet profiling on Ray: many devices (targets.yaml), one resumable result store.")
@@ -80,6 +71,7 @@ def _print_report(report: Any) -> None:
 
 
 @app.command("profile")
+@protocol_options
 def profile(
     address: str = typer.Option("auto", "--address", help=_ADDRESS_HELP),
     targets: Path = typer.Option(..., "--targets", help=_TARGETS_HELP),
@@ -90,12 +82,7 @@ def profile(
     seed: int = typer.Option(0, "--seed", help="Sampling seed: same seed, same architectures (and weights)."),
     out: Path = typer.Option(..., "--out", help="Result store (parquet); an existing one is resumed."),
     blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also measure each distinct block alone."),
-    budget_s: float = BUDGET_S,
-    min_samples: int = MIN_SAMPLES,
-    max_samples: int = MAX_SAMPLES,
-    target_ci: float = TARGET_CI,
-    rounds: int = ROUNDS,
-    calls_per_round: int = CALLS_PER_ROUND,
+    protocol: ProtocolOptions = PROTOCOL,
     group_size: int = typer.Option(4, "--group-size", help="Architectures a task prepares and interleaves together."),
     peaks: bool = typer.Option(True, "--peaks/--no-peaks", help="Measure each device's peaks once (roofline)."),
     max_retries: int = typer.Option(3, "--max-retries", help="Ray retries of a task whose worker or node died."),
@@ -107,7 +94,7 @@ def profile(
 
     sp = get_space(space)
     tgts = read_targets(targets)
-    proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+    proto = protocol.config()
     for t in tgts:
         _say(f"target      {t.describe()}")
     progress = _progress()
@@ -136,6 +123,7 @@ def profile(
 
 
 @app.command("build-lut")
+@protocol_options
 def build_lut(
     address: str = typer.Option("auto", "--address", help=_ADDRESS_HELP),
     targets: Path = typer.Option(..., "--targets", help=_TARGETS_HELP),
@@ -147,12 +135,7 @@ def build_lut(
     batch: int = BATCH,
     seq: int | None = typer.Option(None, "--seq", help="Sequence length (bert, gpt)."),
     statistic: str = typer.Option("median", "--statistic", help="median, p10, min or mean of each point's samples."),
-    budget_s: float = BUDGET_S,
-    min_samples: int = MIN_SAMPLES,
-    max_samples: int = MAX_SAMPLES,
-    target_ci: float = TARGET_CI,
-    rounds: int = ROUNDS,
-    calls_per_round: int = CALLS_PER_ROUND,
+    protocol: ProtocolOptions = PROTOCOL,
     group_size: int = typer.Option(8, "--group-size", help="Grid points a task prepares and interleaves together."),
     seed: int = typer.Option(0, "--seed", help="Weight seed, and the seed of the order points are dealt in."),
     peaks: bool = typer.Option(True, "--peaks/--no-peaks", help="Measure each device's peaks once (roofline)."),
@@ -164,7 +147,7 @@ def build_lut(
     from latbench.lut.table import LookupTable
 
     tgts = read_targets(targets)
-    proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+    proto = protocol.config()
     for t in tgts:
         _say(f"target      {t.describe()}")
     progress = _progress()

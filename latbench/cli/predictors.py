@@ -100,9 +100,18 @@ def import_hat(
 
 
 def train_predictor(
-    data: Path = typer.Option(..., "--data", help="Training data: a result store or an imported table (parquet)."),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Training data: a result store or an imported table (parquet). "
+        "Default: the most recent store under runs/.",
+    ),
     model: str = typer.Option("xgboost", "--model", help="xgboost, mlp, lut-sum or roofline-linear."),
-    out: Path = typer.Option(..., "--out", help="Directory to write the predictor, its card.json and plot to."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Directory to write the predictor, its card.json and plot to. Default: beside the data, <data>_<model>/.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seeds the split and the model: same data and seed, same predictor."),
     statistic: str | None = typer.Option(None, "--statistic", help=STATISTIC_HELP),
     lut: Path | None = typer.Option(None, "--lut", help="Look-up table (latbench-lut JSON) for --model lut-sum."),
@@ -115,15 +124,20 @@ def train_predictor(
     drift_correction: float = typer.Option(0.0, "--drift-correction", help=DRIFT_HELP),
 ) -> None:
     """Train a latency predictor (architectures split train/val/test 80/10/10), print its metrics, write DIR."""
+    from latbench import runs
     from latbench.io import check_dir_path
     from latbench.predictors.base import TRAINABLE
     from latbench.predictors.data import load_dataset
     from latbench.predictors.train import save_trained
     from latbench.predictors.train import train_predictor as run_train
 
-    check_dir_path(out, "--out")  # before the work, not after it
     if model not in TRAINABLE:
         raise LatbenchError("--model", f"unknown predictor {model!r} (expected one of {', '.join(TRAINABLE)})")
+    if data is None:
+        data = runs.latest_store()
+        console.print(f"data        {data} (the most recent store under {runs.RUNS_DIR}/)")
+    out = out if out is not None else runs.predictor_path(data, model)
+    check_dir_path(out, "--out")  # before the work, not after it
     for name, value in (("--max-train-archs", max_train_archs), ("--max-test-archs", max_test_archs)):
         if value is not None and value < 1:
             raise LatbenchError(name, f"must be >= 1, got {value}")
@@ -159,6 +173,9 @@ def train_predictor(
             f"(profile at least {MIN_TRAIN_ARCHS}, e.g. latbench profile --samples 100)"
         )
     console.print(f"fit in {result.card.fit_seconds:.1f} s; wrote {out}")
+    if ds.kind == "store":
+        pred = "" if runs.is_latest("predictor", out) else f" --predictor {out}"
+        console.print(f"next        latbench search --latency-constraint 7{pred}")
 
 
 #: Below this many training architectures train-predictor warns that its metrics mean little.

@@ -10,91 +10,20 @@ from typing import Any
 import typer
 
 from latbench.cli._app import console
+from latbench.cli.options import (
+    BATCH,
+    DEPLOYMENT,
+    DEVICE,
+    PROTOCOL,
+    DeployOptions,
+    ProtocolOptions,
+    deploy_options,
+    protocol_options,
+)
 from latbench.errors import LatbenchError
 
-_BACKEND_HELP = "torch, onnxruntime or tensorrt."
-_MODE_HELP = (
-    "torch: eager | graph | compile; onnxruntime: cpu | cuda | tensorrt (execution provider); tensorrt: engine."
-)
-
-# Options shared by profile, measure and build-lut (and the fleet commands).
-DEVICE = typer.Option("cpu", "--device", help="cpu or cuda:N.")
-BACKEND = typer.Option("torch", "--backend", help=_BACKEND_HELP)
-MODE = typer.Option(None, "--mode", help=_MODE_HELP + " Default: graph on CUDA, eager on CPU.")
-PRECISION = typer.Option("fp32", "--precision", help="fp32, fp16, bf16 or int8.")
-BATCH = typer.Option(1, "--batch", help="Batch size.")
-THREADS = typer.Option(None, "--threads", help="CPU intra-op threads (default: usable cores).")
-CACHE = typer.Option("warm", "--cache", help="warm (one buffer) or cold (rotate inputs, flush caches).")
-OPTION = typer.Option(None, "--option", help="Backend option KEY=VALUE (repeatable).")
-BUDGET_S = typer.Option(
-    5.0,
-    "--budget-s",
-    help="Time budget of one measurement, in seconds; it stops sampling only once --min-samples and --rounds are met.",
-)
-MIN_SAMPLES = typer.Option(50, "--min-samples", help="Timed calls always taken per measurement.")
-MAX_SAMPLES = typer.Option(2000, "--max-samples", help="Timed calls at most per measurement.")
-TARGET_CI = typer.Option(0.01, "--target-ci", help="Stop at this relative half-width of the median's CI.")
-ROUNDS = typer.Option(1, "--rounds", help="Interleaved rounds a measurement takes part in at least.")
-CALLS_PER_ROUND = typer.Option(10, "--calls-per-round", help="Timed calls per configuration per round.")
-
-
-def deploy_config(
-    backend: str,
-    device: str,
-    mode: str | None,
-    precision: str,
-    threads: int | None,
-    cache: str,
-    batch: int,
-    seq: int | None,
-    options: list[str] | None,
-) -> Any:
-    """Options → a validated :class:`~latbench.profiling.config.DeployConfig` (errors name the option)."""
-    from latbench.profiling.config import DeployConfig, parse_options
-
-    opts = parse_options(options or [])
-    try:
-        return DeployConfig(
-            backend=backend,
-            device=device,
-            mode=mode,
-            precision=precision,
-            threads=threads,
-            cache=cache,
-            batch=batch,
-            seq_len=seq,
-            options=opts,
-        )
-    except LatbenchError as exc:
-        where = exc.where if exc.where.startswith("option") else f"--{exc.where.replace('_', '-')}"
-        raise LatbenchError(where, exc.what) from None
-
-
-def protocol_config(
-    budget_s: float, min_samples: int, max_samples: int, target_ci: float, rounds: int, calls_per_round: int
-) -> Any:
-    from latbench.profiling.config import ProtocolConfig
-
-    try:
-        return ProtocolConfig(
-            budget_s=budget_s,
-            min_samples=min_samples,
-            max_samples=max_samples,
-            target_rel_ci=target_ci,
-            min_rounds=rounds,
-            calls_per_round=calls_per_round,
-        )
-    except LatbenchError as exc:
-        name = exc.where.removeprefix("protocol ")
-        flag = {
-            "budget_s": "--budget-s",
-            "min_samples": "--min-samples",
-            "max_samples": "--max-samples",
-            "target_rel_ci": "--target-ci",
-            "min_rounds": "--rounds",
-            "calls_per_round": "--calls-per-round",
-        }.get(name, name)
-        raise LatbenchError(flag, exc.what) from None
+#: Re-exported for the commands that import them from here.
+__all__ = ["BATCH", "DEVICE", "build_lut", "measure", "profile", "progress_bar", "show"]
 
 
 def _describe_row(row: dict[str, Any]) -> str:
@@ -138,62 +67,68 @@ def progress_bar(title: str, describe: Any = _describe_row) -> tuple[Any, Any]:
     return progress, on_progress
 
 
+@deploy_options()
+@protocol_options
 def profile(
-    space: str = typer.Option(..., "--space", help="Preset (bert, vit, gpt) or a space JSON file."),
-    device: str = DEVICE,
-    backend: str = BACKEND,
-    mode: str | None = MODE,
-    precision: str = PRECISION,
+    space: str = typer.Option("bert", "--space", help="Preset (bert, vit, gpt) or a space JSON file."),
+    deployment: DeployOptions = DEPLOYMENT,
     batch: int = BATCH,
-    seq: int | None = typer.Option(None, "--seq", help="Sequence length (bert, gpt); vit takes its image size."),
-    samples: int = typer.Option(20, "--samples", help="How many architectures to sample from the space."),
+    seq: int | None = typer.Option(
+        None, "--seq", help="Sequence length (bert, gpt; default 128); vit takes its image size."
+    ),
+    samples: int | None = typer.Option(
+        None,
+        "--samples",
+        help="How many architectures to sample from the space. Default: 30 on a CPU (about 4 minutes on a "
+        "2-core machine), 150 on a GPU (about 5 minutes).",
+        show_default=False,
+    ),
     seed: int = typer.Option(0, "--seed", help="Sampling seed: same seed, same architectures (and weights)."),
-    out: Path = typer.Option(..., "--out", help="Result store (parquet); an existing one is resumed."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Result store (parquet); an existing one is resumed. Default: runs/<space>_<device>_<deployment>.parquet.",
+    ),
     blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also measure each distinct block alone."),
-    threads: int | None = THREADS,
-    cache: str = CACHE,
-    option: list[str] | None = OPTION,
-    budget_s: float = BUDGET_S,
-    min_samples: int = MIN_SAMPLES,
-    max_samples: int = MAX_SAMPLES,
-    target_ci: float = TARGET_CI,
-    rounds: int = ROUNDS,
-    calls_per_round: int = CALLS_PER_ROUND,
+    protocol: ProtocolOptions = PROTOCOL,
     group_size: int = typer.Option(4, "--group-size", help="Architectures prepared and interleaved together."),
 ) -> None:
-    """Sample architectures from a space and measure whole models (and blocks) on a device, into a result store."""
+    """Sample architectures from a space and measure whole models (and blocks) on a device, into a result store.
+
+    With no options: 30 architectures of the bert space at seq 128, batch 1, on this CPU, into runs/.
+    """
+    from latbench import runs
     from latbench.profiling.job import profile_space
     from latbench.space import get_space
 
     sp = get_space(space)
-    deploy = deploy_config(backend, device, mode, precision, threads, cache, batch, seq, option)
-    proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+    if seq is None:
+        seq = runs.default_seq(sp.family, dict(sp.extras).get("max_seq_len"))
+    deploy = deployment.config(batch, seq)
+    proto = protocol.config()
+    n = samples if samples is not None else runs.default_samples(deploy.device)
+    out = out if out is not None else runs.store_path(sp.name, deploy)
     progress, on_progress = progress_bar("profile")
     console.print(f"deployment  {deploy.label()}")
     with progress:
         report = profile_space(
-            sp, samples, seed, deploy, proto, out, blocks=blocks, group_size=group_size, on_progress=on_progress
+            sp, n, seed, deploy, proto, out, blocks=blocks, group_size=group_size, on_progress=on_progress
         )
     console.print(
         f"wrote {report.measured} rows to {out} ({report.already_done} already there, "
         f"{report.unstable} unstable) in {report.wall_s:.1f} s; env {report.env_id}"
     )
+    data = "" if runs.is_latest("store", out) else f" --data {out}"
+    console.print(f"next        latbench train-predictor{data}")
 
 
+@deploy_options()
+@protocol_options
 def measure(
     model: str = typer.Argument(..., help="MODEL.onnx, or module:factory (a callable returning an nn.Module)."),
     input_: list[str] = typer.Option(..., "--input", help="name:shape[:dtype[:high]], e.g. ids:1x128:int64:30522"),
-    device: str = DEVICE,
-    backend: str = BACKEND,
-    mode: str | None = MODE,
-    precision: str = PRECISION,
-    threads: int | None = THREADS,
-    cache: str = CACHE,
-    option: list[str] | None = OPTION,
-    budget_s: float = BUDGET_S,
-    min_samples: int = MIN_SAMPLES,
-    max_samples: int = MAX_SAMPLES,
-    target_ci: float = TARGET_CI,
+    deployment: DeployOptions = DEPLOYMENT,
+    protocol: ProtocolOptions = PROTOCOL,
     out: Path | None = typer.Option(None, "--out", help="Also append the row to this result store."),
     as_json: bool = typer.Option(False, "--json", help="Print the measurement as JSON."),
 ) -> None:
@@ -204,8 +139,8 @@ def measure(
     specs = [InputSpec.parse(s) for s in input_]
     batch = specs[0].shape[0]
     seq = specs[0].shape[1] if len(specs[0].shape) == 2 and specs[0].dtype.startswith("int") else None
-    deploy = deploy_config(backend, device, mode, precision, threads, cache, batch, seq, option)
-    proto = protocol_config(budget_s, min_samples, max_samples, target_ci, 1, 10)
+    deploy = deployment.config(batch, seq)
+    proto = protocol.config()
     row = measure_user_model(model, specs, deploy, proto, out=out)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in row.items() if k != "samples_ms"}, indent=2, default=str))
@@ -231,11 +166,20 @@ def _print_row(row: dict[str, Any]) -> None:
 
 
 def show(
-    store: Path = typer.Argument(..., help="A result store written by latbench profile / measure."),
+    store: Path | None = typer.Argument(
+        None, help="A result store written by latbench profile / measure (none: list what is under runs/)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Summarise a result store: rows, stable share, median CI width, deployments and fingerprints."""
     from rich.table import Table
+
+    if store is None:
+        from latbench.cli.runs import list_runs
+        from latbench.runs import RUNS_DIR
+
+        list_runs(RUNS_DIR, as_json)
+        return
 
     from latbench.profiling.store import ResultStore
 
@@ -271,6 +215,8 @@ def show(
         console.print(f"env {env_id}  {info['description']} ({info['rows']} rows{speed})")
 
 
+@deploy_options()
+@protocol_options
 def build_lut(
     out: Path = typer.Option(..., "--out", help="The table to write (latbench LUT JSON)."),
     grid: Path | None = typer.Option(None, "--grid", help="Grid JSON: family, axes and their values (see docs)."),
@@ -279,23 +225,12 @@ def build_lut(
     space: str | None = typer.Option(
         None, "--space", help="Accepted for symmetry with profile; the grid names the family."
     ),
-    device: str = DEVICE,
-    backend: str = BACKEND,
-    mode: str | None = MODE,
-    precision: str = PRECISION,
+    deployment: DeployOptions = DEPLOYMENT,
     batch: int = BATCH,
     seq: int | None = typer.Option(None, "--seq", help="Sequence length (bert, gpt)."),
-    threads: int | None = THREADS,
-    cache: str = CACHE,
-    option: list[str] | None = OPTION,
     statistic: str = typer.Option("median", "--statistic", help="median, p10, min or mean of each point's samples."),
     deploy_key: str | None = typer.Option(None, "--deploy-key", help="With --from: which deployment's rows."),
-    budget_s: float = BUDGET_S,
-    min_samples: int = MIN_SAMPLES,
-    max_samples: int = MAX_SAMPLES,
-    target_ci: float = TARGET_CI,
-    rounds: int = ROUNDS,
-    calls_per_round: int = CALLS_PER_ROUND,
+    protocol: ProtocolOptions = PROTOCOL,
     group_size: int = typer.Option(8, "--group-size", help="Grid points prepared and interleaved together."),
     seed: int = typer.Option(0, "--seed", help="Weight seed."),
 ) -> None:
@@ -312,8 +247,8 @@ def build_lut(
             from latbench.space import get_space
 
             get_space(space)  # validated, so a typo is not silently ignored
-        deploy = deploy_config(backend, device, mode, precision, threads, cache, batch, seq, option)
-        proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+        deploy = deployment.config(batch, seq)
+        proto = protocol.config()
         console.print(f"deployment  {deploy.label()}")
         progress, on_progress = progress_bar("build-lut")
         with progress:

@@ -51,7 +51,10 @@ def prune(
     ),
     out: Path = typer.Option(..., "--out", help="Job directory (checkpoints, models, reports); resumable."),
     lut: str | None = typer.Option(
-        None, "--lut", help="Latency table: a latbench LUT, NViT's latency_head.json, or 'measure' (on this CPU)."
+        None,
+        "--lut",
+        help="Latency table: a latbench LUT (build-lut), NViT's latency_head.json as it comes, a predictor directory "
+        "(train-predictor: it prices whole models), or 'measure' (on this CPU).",
     ),
     overhead: Path | None = typer.Option(
         None,

@@ -9,23 +9,16 @@ from typing import Any
 import typer
 
 from latbench.cli._app import console
-from latbench.cli.predictors import FORCE_HELP, _note_forced, _parse_params, _workload_default, _workload_problems
-from latbench.cli.profile import (
-    BACKEND,
-    BUDGET_S,
-    CACHE,
-    CALLS_PER_ROUND,
-    MAX_SAMPLES,
-    MIN_SAMPLES,
-    MODE,
-    OPTION,
-    PRECISION,
-    ROUNDS,
-    TARGET_CI,
-    THREADS,
-    deploy_config,
-    protocol_config,
+from latbench.cli.options import (
+    DEPLOYMENT,
+    DEVICE,
+    PROTOCOL,
+    DeployOptions,
+    ProtocolOptions,
+    deploy_options,
+    protocol_options,
 )
+from latbench.cli.predictors import FORCE_HELP, _note_forced, _parse_params, _workload_default, _workload_problems
 from latbench.errors import LatbenchError
 
 _METHODS = "random, candidate, fast, evolutionary, gradient (needs an mlp predictor) or nsga2."
@@ -58,10 +51,23 @@ def _command_line(ctx: typer.Context) -> str:
     return " ".join(shlex.quote(x) for x in parts)
 
 
+@deploy_options(
+    typer.Option(None, "--device", help="Measure the reference on this target (cpu, cuda:N) instead of predicting it.")
+)
+@protocol_options
 def search(
     ctx: typer.Context,
-    predictor: Path = typer.Option(..., "--predictor", help="A predictor directory (from train-predictor)."),
-    out: Path = typer.Option(..., "--out", help="Directory for result.json, history.parquet (and pareto.*)."),
+    predictor: Path | None = typer.Option(
+        None,
+        "--predictor",
+        help="A predictor directory (from train-predictor). Default: the most recent under runs/ for the space's "
+        "family, else a shipped one whose card holds on this machine and workload.",
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Directory for result.json, history.parquet (and pareto.*). Default: a fresh runs/search_NNN.",
+    ),
     space: str = typer.Option(
         "bert", "--space", help="Preset (bert, vit, gpt), a space JSON file, or supernet:RUN (the run's space)."
     ),
@@ -82,24 +88,11 @@ def search(
     param: list[str] = typer.Option([], "--param", help="KEY=VALUE setting of the searcher (repeatable)."),
     batch: int | None = typer.Option(None, "--batch", help="Batch size (default: the predictor's)."),
     seq: int | None = typer.Option(None, "--seq", help="Sequence length (default: the predictor's)."),
-    device: str | None = typer.Option(
-        None, "--device", help="Measure the reference on this target (cpu, cuda:N) instead of predicting it."
-    ),
     reference_ms: float | None = typer.Option(
         None, "--reference-ms", help="The reference's latency in ms, measured elsewhere (instead of --device)."
     ),
-    backend: str = BACKEND,
-    mode: str | None = MODE,
-    precision: str = PRECISION,
-    threads: int | None = THREADS,
-    cache: str = CACHE,
-    option: list[str] | None = OPTION,
-    budget_s: float = BUDGET_S,
-    min_samples: int = MIN_SAMPLES,
-    max_samples: int = MAX_SAMPLES,
-    target_ci: float = TARGET_CI,
-    rounds: int = ROUNDS,
-    calls_per_round: int = CALLS_PER_ROUND,
+    deployment: DeployOptions = DEPLOYMENT,
+    protocol: ProtocolOptions = PROTOCOL,
     measure_top: int = typer.Option(
         0,
         "--measure-top",
@@ -116,7 +109,12 @@ def search(
     ),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
-    """Search a space for the best architecture under a latency constraint, predicted; write DIR."""
+    """Search a space for the best architecture under a latency constraint, predicted; write DIR.
+
+    With a speed-up (--latency-constraint) and no --device or --reference-ms, the reference is measured
+    on the predictor's device and deployment when that device is this machine.
+    """
+    from latbench import runs
     from latbench.io import check_dir_path
     from latbench.predictors.persist import load_predictor
     from latbench.search.constraint import Reference, parse_window
@@ -132,7 +130,9 @@ def search(
     )
     from latbench.space import get_space
 
+    out = out if out is not None else runs.fresh_dir("search")
     check_dir_path(out, "--out")  # before the work, not after it
+    device = deployment.device
     if (latency_constraint is None) == (latency_ms is None):
         raise LatbenchError("--latency-constraint", "give exactly one of --latency-constraint X and --latency-ms MS")
     if measure_top < 0:
@@ -141,10 +141,6 @@ def search(
         raise LatbenchError(
             "--reference-ms", "give either --device (measure the reference) or --reference-ms, not both"
         )
-    if validate and device is None:
-        raise LatbenchError("--validate", "validation measures on a target: give --device")
-    if measure_top and device is None:
-        raise LatbenchError("--measure-top", "measures K candidates on a target: give --device")
     from latbench.search.run import check_measure_margin
 
     check_measure_margin(measure_margin)
@@ -163,6 +159,9 @@ def search(
     config = _parse_params(param)
     searcher_cls.config_class.from_dict(config, f"--param ({method})")  # bad parameters fail before any work
     win = parse_window(window) or default_window(method)
+    if predictor is None:
+        predictor = runs.find_predictor(sp.family, batch, seq)
+        console.print(f"predictor   {predictor}")
     pred = load_predictor(predictor)
     if pred.features is None or pred.features.kind != "arch":
         raise LatbenchError(
@@ -183,9 +182,17 @@ def search(
     if check_space is not None:
         check_space(sp)
 
+    target: dict[str, object] = {}
+    if device is None and reference_ms is None and latency_constraint is not None:
+        target = runs.predictor_target(pred) or {}  # the predictor's device, when it is this machine
+        device = target.pop("device", None)  # type: ignore[assignment]
+    if validate and device is None:
+        raise LatbenchError("--validate", "validation measures on a target: give --device")
+    if measure_top and device is None:
+        raise LatbenchError("--measure-top", "measures K candidates on a target: give --device")
     deploy = None
     if device is not None:
-        deploy = deploy_config(backend, device, mode, precision, threads, cache, b, s, option)
+        deploy = deployment.config(b, s, device=device, **target)
         if pred.validity is not None:
             _note_forced(pred.validity.check(deploy_validity(deploy, sp.family), force, where="--predictor"))
     else:  # no target to compare with: the workload must still be one the predictor was trained on
@@ -199,7 +206,7 @@ def search(
         assert sp.reference is not None
         reference = Reference(sp.reference.to_json(), reference_ms, "given")
     elif deploy is not None:
-        proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+        proto = protocol.config()
         console.print(f"measuring the reference ({sp.reference.describe()}) on {deploy.label()} ...")  # type: ignore[union-attr]
         reference = measured_reference(sp, deploy, proto, seed=seed)
     problem, reference = make_problem(
@@ -245,7 +252,7 @@ def search(
         from latbench.search.run import choose_by_measurement
 
         assert deploy is not None
-        proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+        proto = protocol.config()
         mprogress, mon_progress = progress_bar("measure")
         with mprogress:
             choice = choose_by_measurement(
@@ -298,9 +305,13 @@ def search(
     console.print(
         f"searched    {len(outcome.history)} architectures in {outcome.wall_s:.2f} s ({outcome.stopped}); wrote {out}"
     )
+    if not validate:
+        where = "" if deploy is None else f" --device {deploy.device}"
+        where += "" if deploy is None or deploy.threads is None else f" --threads {deploy.threads}"
+        console.print(f"next        latbench validate --search {out}{where}")
     if validate:
         assert deploy is not None
-        proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
+        proto = protocol.config()
         _run_validate(out, deploy, proto, top=1, front=True, seed=seed)
 
 
@@ -349,25 +360,16 @@ def _print_validation(doc: dict[str, Any]) -> None:
     console.print(line)
 
 
+@deploy_options(DEVICE)
+@protocol_options
 def validate(
     search_dir: Path = typer.Option(..., "--search", help="A directory written by latbench search."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda:N."),
     top: int = typer.Option(
         1, "--top", help="How many of the search's best architectures to measure (the best always)."
     ),
     front: bool = typer.Option(True, "--front/--no-front", help="Also measure an nsga2 search's Pareto front."),
-    backend: str = BACKEND,
-    mode: str | None = MODE,
-    precision: str = PRECISION,
-    threads: int | None = THREADS,
-    cache: str = CACHE,
-    option: list[str] | None = OPTION,
-    budget_s: float = BUDGET_S,
-    min_samples: int = MIN_SAMPLES,
-    max_samples: int = MAX_SAMPLES,
-    target_ci: float = TARGET_CI,
-    rounds: int = ROUNDS,
-    calls_per_round: int = CALLS_PER_ROUND,
+    deployment: DeployOptions = DEPLOYMENT,
+    protocol: ProtocolOptions = PROTOCOL,
     seed: int = typer.Option(0, "--seed", help="Seeds the weights of the built models."),
 ) -> None:
     """Measure a search's result(s) and the reference in one interleaved run; write DIR/validate.json."""
@@ -377,9 +379,6 @@ def validate(
         raise LatbenchError("--top", f"must be >= 0, got {top}")
     doc = read_result(search_dir)
     workload = doc["workload"]
-    deploy = deploy_config(
-        backend, device, mode, precision, threads, cache, workload["batch"], workload["seq_len"], option
-    )
-    proto = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
-    _run_validate(search_dir, deploy, proto, top=top, front=front, seed=seed)
+    deploy = deployment.config(workload["batch"], workload["seq_len"])
+    _run_validate(search_dir, deploy, protocol.config(), top=top, front=front, seed=seed)
     console.print(f"wrote {search_dir / 'validate.json'}")

@@ -14,22 +14,14 @@ from pathlib import Path
 import typer
 
 from latbench.cli._app import console
-from latbench.cli.profile import (
-    BACKEND,
+from latbench.cli.options import (
     BATCH,
-    BUDGET_S,
-    CACHE,
-    CALLS_PER_ROUND,
-    MAX_SAMPLES,
-    MIN_SAMPLES,
-    MODE,
-    OPTION,
-    PRECISION,
-    ROUNDS,
-    TARGET_CI,
-    THREADS,
-    deploy_config,
-    protocol_config,
+    DEPLOYMENT,
+    PROTOCOL,
+    DeployOptions,
+    ProtocolOptions,
+    deploy_options,
+    protocol_options,
 )
 from latbench.errors import LatbenchError
 
@@ -132,6 +124,10 @@ def _load_arch_for(value: str | None, trained: object) -> object:
     return adopt_extras(load_arch(value, "--arch"), trained.config.supernet)  # type: ignore[attr-defined]
 
 
+@deploy_options(
+    typer.Option(None, "--device", help="Measure the sub-network's latency on this device (cpu or cuda:N).")
+)
+@protocol_options
 def evaluate(
     supernet: Path = typer.Option(..., "--supernet", help="Training run directory."),
     arch: str | None = typer.Option(None, "--arch", help="Sub-network: JSON or a file (default: the whole model)."),
@@ -139,25 +135,12 @@ def evaluate(
     predictor: Path | None = typer.Option(
         None, "--predictor", help="Predict the sub-network's latency with this predictor (from train-predictor)."
     ),
-    device: str | None = typer.Option(
-        None, "--device", help="Measure the sub-network's latency on this device (cpu or cuda:N)."
-    ),
     batch: int = BATCH,
     force: bool = typer.Option(
         False, "--force", help="Predict outside the predictor's batch/seq range, or for another --device's deployment."
     ),
-    backend: str = BACKEND,
-    mode: str | None = MODE,
-    precision: str = PRECISION,
-    threads: int | None = THREADS,
-    cache: str = CACHE,
-    option: list[str] | None = OPTION,
-    budget_s: float = BUDGET_S,
-    min_samples: int = MIN_SAMPLES,
-    max_samples: int = MAX_SAMPLES,
-    target_ci: float = TARGET_CI,
-    rounds: int = ROUNDS,
-    calls_per_round: int = CALLS_PER_ROUND,
+    deployment: DeployOptions = DEPLOYMENT,
+    protocol: ProtocolOptions = PROTOCOL,
     max_examples: int | None = typer.Option(None, "--max-examples", help="Evaluate only this many examples."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -176,11 +159,11 @@ def evaluate(
     )
     from latbench.supernet.train import load_trained
 
-    if device is None and (backend != "torch" or mode or precision != "fp32" or cache != "warm" or option):
-        raise LatbenchError(
-            "--device", "--backend/--mode/--precision/--cache/--option describe a measurement; add --device cpu|cuda:N"
-        )
-    _threads(threads)
+    device = deployment.device
+    given = [f for f in deployment.given() if f != "--threads"]
+    if device is None and given:
+        raise LatbenchError("--device", f"{'/'.join(given)} describe a measurement; add --device cpu|cuda:N")
+    _threads(deployment.values.get("threads"))
     trained = load_trained(supernet)
     sub = _load_arch_for(arch, trained)
     result = evaluate_subnet(trained, sub, split=split, max_examples=max_examples)  # type: ignore[arg-type]
@@ -188,7 +171,7 @@ def evaluate(
     predicted = measured = None
     deploy = None
     if device is not None:
-        deploy = deploy_config(backend, device, mode, precision, threads, cache, work_batch, seq_len, option)
+        deploy = deployment.config(work_batch, seq_len)
     if predictor is not None:
         from latbench.predictors.persist import load_predictor
 
@@ -204,9 +187,8 @@ def evaluate(
     if deploy is not None:
         from latbench.search.measure import measure_models
 
-        protocol = protocol_config(budget_s, min_samples, max_samples, target_ci, rounds, calls_per_round)
         space = trained.config.space
-        (row,) = measure_models([result.arch], space.name if space is not None else "dense", deploy, protocol)
+        (row,) = measure_models([result.arch], space.name if space is not None else "dense", deploy, protocol.config())
         measured = measured_subnet_latency(row)
     if as_json:
         out = {

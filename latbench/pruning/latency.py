@@ -215,3 +215,145 @@ class LatencyCost:
             oh = self.overhead
             out["overhead"] = {"a": oh.a, "b": oh.b, "c": oh.c, "d": oh.d}
         return out
+
+
+class PredictorCost:
+    """Prices architectures of one model with a trained predictor (``train-predictor``'s directory).
+
+    The predictor prices whole models (in ms), so a latency target holds for the model. A group's
+    gain is a finite difference: ``(P(arch) - P(arch with the group `step` units smaller)) / step``
+    with ``step`` an eighth of the group's size: a tree model (xgboost) is flat between its split
+    points, so one unit less often changes nothing, while a few units less give the slope.
+
+    Args:
+        predictor: A loaded predictor trained on architectures (a result store).
+        base: The unpruned architecture.
+        origin: Where the predictor was read from (for messages and the report).
+        seq_len: The sequence length the model runs at (text families), or None (images).
+        force: Use a predictor of another family or workload, or beyond its training dimensions, anyway.
+
+    Raises:
+        LatbenchError: The predictor was trained on an imported table, is for another family, or its
+            workload or training dimensions do not cover the model (unless ``force``).
+    """
+
+    unit = "ms"
+
+    def __init__(
+        self, predictor: Any, base: Arch, origin: str, seq_len: int | None = None, force: bool = False
+    ) -> None:
+        self.predictor = predictor
+        self.base = base
+        self.origin = origin
+        features = predictor.features
+        if features is None or features.kind != "arch":
+            raise LatbenchError(origin, "was trained on an imported table; pruning needs one trained on architectures")
+        v = predictor.validity
+        workload = {} if v is None else v.workload
+        batch = workload.get("batch")
+        self.batch = int(batch[0]) if batch else 1
+        self.seq_len = seq_len if base.family != "vit" else None
+        problems: list[str] = []
+        if v is not None:
+            if v.family is not None and v.family != base.family:
+                problems.append(f"the predictor is for {v.family} models, the model is {base.family}")
+            rng = workload.get("seq_len")
+            if self.seq_len is not None and rng is not None and not rng[0] <= self.seq_len <= rng[1]:
+                problems.append(
+                    f"the predictor covers seq_len {rng[0]}..{rng[1]}, the data's windows are {self.seq_len} tokens "
+                    "(use --seq-len)"
+                )
+            from latbench.predictors.data import arch_dim_ranges
+
+            problems += v.dim_problems(arch_dim_ranges([base]), what="the model")
+        if problems and not force:
+            raise LatbenchError(origin, f"{problems[0]}; use --force to prune with it anyway")
+        self.original = self.latency(base)
+        if not self.original > 0:
+            raise LatbenchError(origin, f"the model's predicted latency is {self.original}, not positive")
+
+    def _predict(self, archs: Sequence[Arch]) -> np.ndarray:
+        p = self.predictor.predict_archs(list(archs), batch=self.batch, seq_len=self.seq_len)
+        return np.asarray(p.ms, dtype=np.float64)
+
+    def floor(self, kind: str) -> int:
+        """The smallest size of a ``kind`` group (1: a predictor has no grid)."""
+        return 1
+
+    def latency(self, arch: Arch) -> float:
+        """The predicted latency of ``arch`` (ms)."""
+        return float(self._predict([arch])[0])
+
+    def ratio(self, arch: Arch) -> float:
+        """Predicted latency of ``arch`` over the unpruned model's."""
+        return self.latency(arch) / self.original
+
+    def gains(self, arch: Arch, candidates: Sequence[tuple[str, int | None]]) -> dict[tuple[str, int | None], float]:
+        """Per ``(kind, block)``: what one unit less saves, as the slope over a step of an eighth of the group."""
+        if not candidates:
+            return {}
+        archs: list[Arch] = [arch]
+        steps: list[int] = []
+        for kind, block in candidates:
+            if kind == "emb":
+                step = max(1, min(arch.hidden - 1, arch.hidden // 8))
+                archs.append(arch.with_hidden(arch.hidden - step))
+            else:
+                assert block is not None
+                s = arch.layers[block]
+                dims = {"heads": s.heads, "qk": s.qk_dim, "v": s.v_dim, "mlp": s.mlp}
+                step = max(1, min(dims[kind] - 1, dims[kind] // 8))
+                dims[kind] -= step
+                layers = list(arch.layers)
+                layers[block] = LayerSpec(dims["heads"], dims["qk"], dims["v"], dims["mlp"])
+                archs.append(arch.with_layers(layers))
+            steps.append(step)
+        ms = self._predict(archs)
+        return {key: float(ms[0] - ms[i + 1]) / steps[i] for i, key in enumerate(candidates)}
+
+    def describe(self) -> dict[str, Any]:
+        """Where the predictor came from and what it predicts for the unpruned model."""
+        v = self.predictor.validity
+        return {
+            "origin": self.origin,
+            "unit": self.unit,
+            "source": f"{self.predictor.name} predictor",
+            "device": None if v is None else v.device,
+            "original_latency": self.original,
+            "priced": "whole model",
+        }
+
+
+def load_latency_model(
+    path: str | os.PathLike[str],
+    base: Arch,
+    *,
+    nvit_unit: str | None = None,
+    seq_len: int | None = None,
+    force: bool = False,
+    overhead: LutSumModel | None = None,
+) -> LatencyCost | PredictorCost:
+    """What ``--lut`` names, ready to price ``base``: a LUT file (latbench's or NViT's) or a predictor directory.
+
+    A ``lut-sum`` predictor directory gives its table and its fit (whole-model prices); another
+    predictor prices whole models itself (:class:`PredictorCost`).
+    """
+    p = Path(path)
+    if not p.is_dir():
+        table = load_lut(p, nvit_unit=nvit_unit)
+        recorded = table.meta.workload.get("seq_len")
+        if seq_len is not None and recorded is not None and recorded != seq_len and not force:
+            raise LatbenchError(
+                str(p),
+                f"measured at seq_len {recorded}, the data's windows are {seq_len} tokens; use --seq-len or --force",
+            )
+        return LatencyCost(table, base, force=force, overhead=overhead)
+    from latbench.predictors.persist import load_predictor
+
+    predictor = load_predictor(p)
+    if predictor.name == "lut-sum":
+        table = predictor.table  # type: ignore[attr-defined]
+        return LatencyCost(table, base, force=force, overhead=overhead or predictor.model)  # type: ignore[attr-defined]
+    if overhead is not None:
+        raise LatbenchError("--overhead", "prices a LUT's block sum; a predictor directory prices whole models itself")
+    return PredictorCost(predictor, base, str(p), seq_len=seq_len, force=force)

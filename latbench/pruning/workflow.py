@@ -49,7 +49,7 @@ from latbench.io import atomic_write_json, atomic_write_text, read_json
 from latbench.pruning import digits
 from latbench.pruning.checkpoint import load_model, save_model
 from latbench.pruning.config import PruneConfig, TrainConfig
-from latbench.pruning.latency import LatencyCost, load_lut, load_overhead
+from latbench.pruning.latency import LatencyCost, PredictorCost, load_latency_model, load_lut, load_overhead
 from latbench.pruning.loop import MaskedText, evaluate_accuracy, train, world
 from latbench.pruning.measure import measure_latency_ms, measure_lut
 from latbench.pruning.run import finetune_model, prune_model
@@ -292,27 +292,21 @@ def _baseline(job: PruneJob, given: nn.Module | None, meta: dict[str, Any], task
     return model.eval()
 
 
-def _latency(job: PruneJob, arch: Any, task: _Task, log: Log) -> LatencyCost | None:
+def _latency(job: PruneJob, arch: Any, task: _Task, log: Log) -> LatencyCost | PredictorCost | None:
     if job.lut is None:
         return None
+    overhead = None if job.overhead is None else load_overhead(job.overhead)
     if job.lut == "measure":
         path = job.out / "lut.json"
         if not (job.resume and path.exists()) and _main():
             log(f"measuring a block LUT on this CPU (batch {job.latency_batch}, {job.threads or 'all'} threads)")
             measure_lut(arch, path, batch=job.latency_batch, threads=job.threads or 1, seq_len=task.seq_len)
         _sync()
-        table = load_lut(path)
-    else:
-        table = load_lut(job.lut, nvit_unit=job.nvit_unit)
-        recorded = table.meta.workload.get("seq_len")
-        if task.seq_len is not None and recorded is not None and recorded != task.seq_len and not job.force_lut:
-            raise LatbenchError(
-                str(job.lut),
-                f"measured at seq_len {recorded}, the data's windows are {task.seq_len} tokens; "
-                "use --seq-len or --force",
-            )
-    overhead = None if job.overhead is None else load_overhead(job.overhead)
-    return LatencyCost(table, arch, force=job.force_lut, overhead=overhead)
+        return LatencyCost(load_lut(path), arch, force=job.force_lut, overhead=overhead)
+    # a LUT file (latbench's, NViT's latency_head.json) or a predictor directory, as it comes
+    return load_latency_model(
+        job.lut, arch, nvit_unit=job.nvit_unit, seq_len=task.seq_len, force=job.force_lut, overhead=overhead
+    )
 
 
 def _size(path: Path) -> int:

@@ -134,7 +134,8 @@ def test_bad_profile_and_measure_input_is_one_line(space_file, tmp_path):
     assert_one_line_error(runner.invoke(app, [*base, "--backend", "tensorrt", "--device", "cuda:0"]), "tensorrt")
     assert_one_line_error(runner.invoke(app, [*base, "--option", "tensorrt.workspace_mb=64"]), "tensorrt")
     assert_one_line_error(runner.invoke(app, [*base, "--samples", "0"]), "--samples")
-    assert_one_line_error(runner.invoke(app, ["profile", "--space", str(space_file), "--out", out]), "--seq")
+    too_long = ["profile", "--space", str(space_file), "--out", out, "--seq", "9999"]
+    assert_one_line_error(runner.invoke(app, too_long), "seq_len", "max_seq_len 64")
     bad = tmp_path / "bad.parquet"
     bad.write_text("not parquet")
     assert_one_line_error(runner.invoke(app, ["show", str(bad)]), str(bad))

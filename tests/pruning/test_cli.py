@@ -203,3 +203,37 @@ def test_prune_under_torchrun_with_two_processes_matches_one(tmp_path, lut_file,
     a = json.loads((tmp_path / "one" / "prune_report.json").read_text())
     b = json.loads((tmp_path / "two" / "prune_report.json").read_text())
     assert [h["removed"] for h in a["history"]] == [h["removed"] for h in b["history"]]
+
+
+def test_a_predictor_directory_prices_the_pruning(tmp_path):
+    """``--lut`` takes what ``train-predictor`` wrote, as it comes: the predictor prices whole models."""
+    from latbench.predictors.data import load_dataset
+    from latbench.predictors.train import save_trained, train_predictor
+    from latbench.space.spaces import SearchSpace
+    from tests.predictors.conftest import FAST, write_synthetic_store
+
+    base = digits_arch()
+    space = SearchSpace.from_dict(
+        {
+            "name": "digits-vit",
+            "family": "vit",
+            "n_layers": {"min": 1, "max": base.n_layers},
+            "hidden": {"min": 8, "max": base.hidden, "step": 8},
+            "heads": {"min": 1, "max": base.layers[0].heads},
+            "qk_dim": {"min": 4, "max": base.layers[0].qk_dim, "step": 4},
+            "mlp": {"min": 8, "max": base.layers[0].mlp, "step": 8},
+            "extras": base.extras,
+        }
+    )
+    store = write_synthetic_store(tmp_path / "vit.parquet", n_archs=80, seq_lens=(None,), space=space)
+    pred = tmp_path / "vit_xgboost"
+    save_trained(train_predictor(load_dataset(store), "xgboost", seed=0, config=FAST["xgboost"]), pred, plot=False)
+    out = tmp_path / "p"
+    r = run(
+        "prune", "--model", "vit-digits", "--out", out, "--lut", pred, "--latency-target", "0.8",
+        "--latency-regularization", "1", "--prune-per-iter", "32", "--interval-prune", "2", "--steps", "40", *QUICK,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "prune_report.json").read_text())
+    assert report["lut"]["priced"] == "whole model" and report["lut"]["source"] == "xgboost predictor"
+    assert report["lut"]["origin"] == str(pred) and report["params"] < report["original_params"]
