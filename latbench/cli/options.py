@@ -83,7 +83,12 @@ DEPLOY_OPTIONS: tuple[_Decl, ...] = (
         "threads",
         "threads",
         int | None,
-        typer.Option(None, "--threads", help="CPU intra-op threads (default: the deployment's, usable cores)."),
+        typer.Option(
+            None,
+            "--threads",
+            help="CPU intra-op threads. Default: one per physical core less one left free (1 on a 2-core machine), "
+            "pinned to the last cores of the CPU set (see --pin).",
+        ),
     ),
     _Decl(
         "cache",
@@ -117,6 +122,18 @@ PROTOCOL_OPTIONS: tuple[_Decl, ...] = (
     _proto("target_rel_ci", "--target-ci", float | None, "Stop at this relative half-width of the median's CI."),
     _proto("min_rounds", "--rounds", int | None, "Interleaved rounds a measurement takes part in at least."),
     _proto("calls_per_round", "--calls-per-round", int | None, "Timed calls per configuration per round."),
+    _Decl(
+        "pin",
+        "pin_threads",
+        bool | None,
+        typer.Option(
+            None,
+            "--pin/--no-pin",
+            help="Pin a CPU measurement's threads to fixed cores (the last of the CPU set; run under "
+            "`taskset -c N` to choose). Default: pinned.",
+            show_default=False,
+        ),
+    ),
 )
 
 

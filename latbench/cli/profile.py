@@ -92,6 +92,12 @@ def profile(
     blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also measure each distinct block alone."),
     protocol: ProtocolOptions = PROTOCOL,
     group_size: int = typer.Option(4, "--group-size", help="Architectures prepared and interleaved together."),
+    normalise_drift: bool = typer.Option(
+        False,
+        "--normalise-drift",
+        help="CPU: also store each median at one fixed speed of this machine (median_ms_normalised, through the "
+        "reference workload timed in every round); median_ms stays as measured.",
+    ),
 ) -> None:
     """Sample architectures from a space and measure whole models (and blocks) on a device, into a result store.
 
@@ -110,14 +116,35 @@ def profile(
     out = out if out is not None else runs.store_path(sp.name, deploy)
     progress, on_progress = progress_bar("profile")
     console.print(f"deployment  {deploy.label()}")
+    if deploy.device_type == "cpu":
+        from latbench.profiling.placement import plan
+
+        console.print(f"placement   {plan(deploy.threads or 1, proto.pin_threads).summary()}")
     with progress:
         report = profile_space(
-            sp, n, seed, deploy, proto, out, blocks=blocks, group_size=group_size, on_progress=on_progress
+            sp,
+            n,
+            seed,
+            deploy,
+            proto,
+            out,
+            blocks=blocks,
+            group_size=group_size,
+            normalise_drift=normalise_drift,
+            on_progress=on_progress,
         )
     console.print(
         f"wrote {report.measured} rows to {out} ({report.already_done} already there, "
         f"{report.unstable} unstable) in {report.wall_s:.1f} s; env {report.env_id}"
     )
+    if report.ref_anchor_ms is not None:
+        console.print(
+            f"drift       medians also stored at the reference speed {report.ref_anchor_ms:.3f} ms of this machine "
+            "(median_ms_normalised)"
+        )
+    busy = report.busy.message() if report.busy is not None else None
+    if busy:
+        console.print(f"[yellow]warning[/yellow]     {busy}", soft_wrap=True)
     data = "" if runs.is_latest("store", out) else f" --data {out}"
     console.print(f"next        latbench train-predictor{data}")
 
