@@ -145,22 +145,14 @@ def environment(deploy: DeployConfig, store: ResultStore, measure_peaks: bool) -
     from dataclasses import replace
 
     from latbench.profiling.fingerprint import collect
+    from latbench.profiling.peaks import deploy_peaks_key, device_peaks
 
     fp = collect(threads=deploy.threads)
     known = store.fingerprints().get(fp.env_id, {})
     peaks = dict(known.get("peaks") or {})
-    key = f"{deploy.device}/{deploy.precision}"
+    key = deploy_peaks_key(deploy)
     if measure_peaks and key not in peaks:
-        from latbench.profiling.peaks import measure_peaks as _measure
-
-        try:
-            peaks[key] = _measure(deploy)
-        except LatbenchError as exc:
-            if deploy.backend == "torch":  # the peak kernels are this very deployment's: it cannot run
-                raise
-            # Another backend's precision may have no torch kernel here (int8 on a GPU: TensorRT has one,
-            # torch eager has none). The rows then carry no roofline; the profile goes on.
-            peaks[key] = {"unavailable": f"no torch peak kernel for {key}: {exc.what}"}
+        peaks[key] = device_peaks(deploy)  # a record of why, where torch has no kernel for the precision
     fp = replace(fp, peaks=peaks)
     return fp.to_dict()
 
@@ -209,7 +201,9 @@ def profile_items(
         report = ProfileReport(out=Path(out), requested=len(items), already_done=len(items) - len(todo))
         env = environment(deploy, store, peaks)
         report.env_id = env["env_id"]
-        env_peaks = env["peaks"].get(f"{deploy.device}/{deploy.precision}")
+        from latbench.profiling.peaks import deploy_peaks_key
+
+        env_peaks = env["peaks"].get(deploy_peaks_key(deploy))
         envs: dict[str, dict[str, Any]] | None = {env["env_id"]: env}
         done = report.already_done
         if on_progress:

@@ -24,7 +24,8 @@ For each prepared configuration:
 
 A :class:`Measurement` is unstable when IQR/median exceeds ``unstable_iqr_ratio``,
 when it stopped before its CI was tight (budget or sample cap), or when the GPU
-reported a throttle reason other than idle before or after sampling. Load
+reported a throttle reason other than idle before or after sampling or while it ran
+the timed calls, or NVML's power/thermal violation counters grew over the window. Load
 average (and on a GPU the NVML state) is read before and after.
 
 The clock and the environment probes are parameters, so that tests drive the
@@ -75,6 +76,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     "runtime",
     "ref_ms",
     "samples_ms",
+    "sm_clock_busy_mhz",
 )
 
 
@@ -90,6 +92,8 @@ class Probe:
     load_average: Callable[[], list[float] | None] = fingerprint.load_average
     gpu_state: Callable[[int], dict[str, Any] | None] = fingerprint.gpu_state
     cpu_reference: Callable[[int], list[float]] | None = None  # None: :func:`cpu_reference`
+    #: Reads a GPU while it runs the timed calls (a :class:`~latbench.profiling.fingerprint.BusySampler`).
+    busy_sampler: Callable[[int], Any] = fingerprint.BusySampler
 
 
 #: The reference workload: ``_REF_REPEAT`` products of a (128 x 1024) by a (1024 x 1024) fp32 matrix,
@@ -152,6 +156,8 @@ class Measurement:
         ref_ms: Median time of the CPU reference workload (:func:`cpu_reference`) over the rounds
             this configuration was sampled in: the machine's speed meanwhile; NaN when none was
             timed (a GPU, or ``reference_calls=0``). ``median_ms`` is not corrected by it.
+        gpu_busy: The GPU read while it ran the timed calls (SM clock, throttle reasons seen;
+            :meth:`~latbench.profiling.fingerprint.BusySampler.summary`), ``None`` on the CPU.
     """
 
     config: DeployConfig
@@ -172,6 +178,7 @@ class Measurement:
     wall_s: float
     info: dict[str, Any] = field(default_factory=dict)
     ref_ms: float = math.nan
+    gpu_busy: dict[str, Any] | None = None
 
     @property
     def median_ms(self) -> float:
@@ -205,6 +212,7 @@ class Measurement:
             "runtime": self.runtime,
             "ref_ms": self.ref_ms,
             "samples_ms": list(self.samples_ms),
+            "sm_clock_busy_mhz": (self.gpu_busy or {}).get("sm_clock_busy_mhz"),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,6 +236,7 @@ class Measurement:
             "wall_s": self.wall_s,
             "info": self.info,
             "ref_ms": None if math.isnan(self.ref_ms) else self.ref_ms,
+            "gpu_busy": self.gpu_busy,
         }
 
     @classmethod
@@ -253,6 +262,7 @@ class Measurement:
                 wall_s=float(data["wall_s"]),
                 info=dict(data.get("info") or {}),
                 ref_ms=math.nan if data.get("ref_ms") is None else float(data["ref_ms"]),
+                gpu_busy=data.get("gpu_busy"),
             )
         except KeyError as exc:
             raise LatbenchError("measurement", f"missing field {exc.args[0]!r}") from None
@@ -362,6 +372,10 @@ def measure_interleaved(
         run.warm_up(protocol, clock)
     gpus = sorted({r.gpu_index for r in runs if r.gpu_index is not None})
     gpu_before = {i: probe.gpu_state(i) for i in gpus}
+    busy = {i: probe.busy_sampler(i) for i in gpus}
+    for run in runs:
+        if run.gpu_index is not None:
+            run.prepared.on_busy = busy[run.gpu_index].sample
     reference = probe.cpu_reference or cpu_reference
     active = list(runs)
     while active:
@@ -379,6 +393,8 @@ def measure_interleaved(
         for run in active:
             run.update(protocol)
         active = [r for r in active if r.stop_reason is None]
+    for run in runs:
+        run.prepared.on_busy = None
     gpu_after = {i: probe.gpu_state(i) for i in gpus}
     load_after = probe.load_average()
     return [
@@ -389,6 +405,7 @@ def measure_interleaved(
             load_after,
             gpu_before.get(r.gpu_index) if r.gpu_index is not None else None,
             gpu_after.get(r.gpu_index) if r.gpu_index is not None else None,
+            busy[r.gpu_index].summary() if r.gpu_index is not None else None,
         )
         for r in runs
     ]
@@ -399,6 +416,7 @@ def unstable_reasons(
     protocol: ProtocolConfig,
     stop_reason: str,
     gpu_states: Sequence[dict[str, Any] | None] = (),
+    gpu_busy: dict[str, Any] | None = None,
 ) -> list[str]:
     """The reasons a measurement is unstable (empty if it is not)."""
     reasons = []
@@ -409,10 +427,8 @@ def unstable_reasons(
             f"median CI ±{stats.ci_rel_halfwidth:.2%} wider than ±{protocol.target_rel_ci:.2%} "
             f"({'time budget' if stop_reason == 'budget' else 'max_samples'} reached)"
         )
-    throttles: list[str] = []
-    for state in gpu_states:
-        if state and state.get("throttled"):
-            throttles += [r for r in state.get("throttle_reasons", []) if r not in fingerprint.BENIGN_THROTTLE]
+    before, after = [*gpu_states, None, None][:2]
+    throttles = fingerprint.gpu_window_throttles(before, after, gpu_busy)
     if throttles:
         reasons.append(f"GPU throttled ({', '.join(dict.fromkeys(throttles))})")
     return reasons
@@ -425,10 +441,11 @@ def _measurement(
     load_after: list[float] | None,
     gpu_before: dict[str, Any] | None,
     gpu_after: dict[str, Any] | None,
+    gpu_busy: dict[str, Any] | None = None,
 ) -> Measurement:
     stats = Stats.from_samples(run.samples)
     stop = run.stop_reason or "max_samples"
-    reasons = unstable_reasons(stats, protocol, stop, (gpu_before, gpu_after))
+    reasons = unstable_reasons(stats, protocol, stop, (gpu_before, gpu_after), gpu_busy)
     return Measurement(
         config=run.prepared.config,
         runtime=run.prepared.runtime,
@@ -448,4 +465,5 @@ def _measurement(
         wall_s=run.spent_s,
         info=dict(run.prepared.info),
         ref_ms=float(np.median(run.refs)) if run.refs else math.nan,
+        gpu_busy=gpu_busy,
     )
