@@ -23,7 +23,7 @@
 #   data      180  profile the bert space, torch graph fp16 b1 s128, resumable (as many models as fit)
 #   predictor  45  train the GPU predictor on that store (needs xgboost: carry its wheel, below)
 #   lut       120  build-lut: ViT on a coarse NViT grid (batch 256, fp16), then BERT b1 (b32 if time is left)
-#   search     90  search 7x with the GPU predictor, measure the top candidates, validate on cuda
+#   search     90  search 7x (2x in the dry run) with the GPU predictor, measure the top candidates, validate on cuda
 #
 # From the session (here), once: echo /.whl/ >> .git/info/exclude, then fetch xgboost-cpu for Python 3.12
 # (5.6 MB; the device's image has every other dependency):
@@ -70,13 +70,13 @@ lb() { "$PY" -m latbench "$@"; }
 dev=${GPU_DEVICE:-cuda:0}
 if [[ $dev == cpu ]]; then  # dry run: the same commands, tiny
     deploy=(--device cpu --threads 1 --precision fp32)
-    samples=${DATA_SAMPLES:-6} budget=0.2 minsamp=5 tag=dryrun lutgrid=runs/gpu/tiny_vit.json lutbatch=1 bert_batches=(1)
+    samples=${DATA_SAMPLES:-6} budget=0.2 minsamp=5 tag=dryrun speedup=2 top=2 lutgrid=runs/gpu/tiny_vit.json lutbatch=1 bert_batches=(1)
     echo '{"family": "vit", "axes": {"emb": [64], "heads": [1, 2], "qk_dim": [16], "v_dim": [16], "mlp": [64]}}' \
         >"$lutgrid"
     noise_args=(--device cpu --n 3 --rounds 2 --calls-per-round 3 --budget-s 0.5)  # not --write: no figure
 else
     deploy=(--device "$dev" --mode graph --precision fp16)
-    samples=${DATA_SAMPLES:-700} budget=1 minsamp=50 tag=gpu lutbatch=256 bert_batches=(1 32)
+    samples=${DATA_SAMPLES:-700} budget=1 minsamp=50 tag=gpu speedup=7 top=8 lutbatch=256 bert_batches=(1 32)
     lutgrid=lookup_tables/grids/vit_nvit_coarse.json
     noise_args=(--device "$dev" --mode graph --precision fp16 --n 20 --budget-s 2 --write)
 fi
@@ -132,8 +132,8 @@ step_lut() {
 
 step_search() {
     rm -rf runs/gpu/search
-    bounded "$PY" -m latbench search --predictor "$pred" --space bert --latency-constraint 7 --method evolutionary --budget 1000 \
-        --seed 0 "${deploy[@]}" --measure-top 8 --rounds 5 --min-samples "$minsamp" --budget-s 2 --validate \
+    bounded "$PY" -m latbench search --predictor "$pred" --space bert --latency-constraint "$speedup" --method evolutionary --budget 1000 \
+        --seed 0 "${deploy[@]}" --measure-top "$top" --rounds 5 --min-samples "$minsamp" --budget-s 2 --validate \
         --out runs/gpu/search 2>&1 | tee "$stage/search.log"
     keep runs/gpu/search
 }
