@@ -17,7 +17,7 @@ import torch
 from latbench.errors import LatbenchError, MissingDependencyError
 from latbench.profiling.base import Prepared, get_backend, normalise_inputs
 from latbench.profiling.config import DeployConfig, ProtocolConfig
-from latbench.profiling.fingerprint import BusySampler, Fingerprint, gpu_window_throttles
+from latbench.profiling.fingerprint import Fingerprint
 from latbench.profiling.protocol import Probe, measure_interleaved
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,6 +126,8 @@ class GpuFake(Prepared):
 
 
 def run_gpu(states: list[dict[str, Any]], busy_read: Any = None) -> Any:
+    from latbench.profiling.fingerprint import BusySampler
+
     clock = [0.0]
     readings = iter(states)
     probe = Probe(
@@ -160,6 +162,8 @@ def test_the_gpu_is_read_while_busy_and_its_clock_recorded() -> None:
 
 
 def test_window_throttles_and_a_failed_busy_read() -> None:
+    from latbench.profiling.fingerprint import BusySampler, gpu_window_throttles
+
     assert gpu_window_throttles(IDLE, IDLE) == []
     assert gpu_window_throttles({"violation_thermal_ns": 0}, {"violation_thermal_ns": 1_000_000}) == [
         "thermal cap +1.0 ms"
