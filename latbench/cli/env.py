@@ -9,15 +9,28 @@ import typer
 from latbench.cli._app import console
 
 
+def onnxruntime_providers() -> dict[str, str] | None:
+    """Each execution provider onnxruntime lists -> ``"loads"`` or why not; ``None`` without onnxruntime."""
+    from latbench.errors import MissingDependencyError
+    from latbench.profiling.backends.onnxruntime import provider_report
+
+    try:
+        return provider_report()
+    except MissingDependencyError:
+        return None
+
+
 def env(as_json: bool = typer.Option(False, "--json", help="Print the fingerprint as JSON.")) -> None:
-    """Show the environment fingerprint: CPU, threads, load, library versions, GPUs (through NVML)."""
+    """Show the environment fingerprint: CPU, threads, load, library versions, GPUs (through NVML), and which
+    ONNX Runtime execution providers actually load (a listed one may not: a build for another CUDA)."""
     import torch  # noqa: F401  (so the fingerprint reports torch's thread count and CUDA view)
 
     from latbench.profiling.fingerprint import collect
 
     fp = collect()
+    providers = onnxruntime_providers()
     if as_json:
-        typer.echo(json.dumps(fp.to_dict(), indent=2))
+        typer.echo(json.dumps({**fp.to_dict(), "onnxruntime_providers": providers}, indent=2))
         return
     cpu = fp.cpu
     console.print(f"env_id      {fp.env_id}")
@@ -29,6 +42,10 @@ def env(as_json: bool = typer.Option(False, "--json", help="Print the fingerprin
     console.print(f"load avg    {fp.load_avg}")
     console.print(f"python      {fp.python} on {fp.platform}")
     console.print("libraries   " + ", ".join(f"{k} {v}" for k, v in fp.libraries.items()))
+    if providers is None:
+        console.print("onnxruntime not installed")
+    for name, state in (providers or {}).items():
+        console.print(f"ort EP      {name}: {state}", markup=False, highlight=False)
     if not fp.gpus:
         console.print("gpus        none visible through NVML (no NVIDIA driver, or nvidia-ml-py not installed)")
     for g in fp.gpus:

@@ -131,8 +131,9 @@ def run_chunk(task: ChunkTask, measure_fn: MeasureFn | None = None) -> ChunkResu
 
 def _run_chunk(task: ChunkTask, measure_fn: MeasureFn | None) -> ChunkResult:
     from latbench.profiling.base import get_backend
-    from latbench.profiling.fingerprint import collect, peaks_key
+    from latbench.profiling.fingerprint import collect
     from latbench.profiling.job import measure_group
+    from latbench.profiling.peaks import deploy_peaks_key, device_peaks
 
     t0 = time.perf_counter()
     deploy = task.target.deploy
@@ -141,12 +142,11 @@ def _run_chunk(task: ChunkTask, measure_fn: MeasureFn | None) -> ChunkResult:
     fp = collect(threads=deploy.threads).to_dict()
     env_id = fp["env_id"]
     nvml_index = nvml_index_of(deploy, fp)
-    key = peaks_key(deploy.device, deploy.precision)
+    key = deploy_peaks_key(deploy)
     peaks = (task.known_peaks.get(env_id) or {}).get(key) or _PEAKS_MEASURED.get((env_id, key))
     if peaks is None and task.peaks:
-        from latbench.profiling.peaks import measure_peaks
-
-        peaks = measure_peaks(deploy)
+        # The profile job's path: a precision torch cannot run here (TensorRT int8) is recorded, not raised.
+        peaks = device_peaks(deploy)
         _PEAKS_MEASURED[(env_id, key)] = peaks
     fp["peaks"] = {key: peaks} if peaks else {}
     rows = (measure_fn or measure_group)(

@@ -47,15 +47,27 @@ def default_feature_spec(dataset: Dataset) -> FeatureSpec:
     precision = str(deploy.get("precision", "fp32"))
     precision = precision if precision in DTYPE_BYTES else "fp32"
     device = str(deploy.get("device", "cpu"))
+    key = _peaks_key(deploy, f"{device}/{precision}")
     peaks = None
     for env in dataset.fingerprints.values():
-        p = (env.get("peaks") or {}).get(f"{device}/{precision}") if isinstance(env, Mapping) else None
+        p = (env.get("peaks") or {}).get(key) if isinstance(env, Mapping) else None
         if p and p.get("peak_flops") and p.get("peak_bytes_per_s"):
             peaks = (float(p["peak_flops"]), float(p["peak_bytes_per_s"]))
             break
     return FeatureSpec.for_arch(
         first.family, precision=precision, max_layers=max_layers, device=device, peaks=peaks, extras=first.extras
     )
+
+
+def _peaks_key(deploy: Mapping[str, Any], fallback: str) -> str:
+    """The fingerprint key of the deployment's peaks (its math mode included: fp32 on TF32 cores has its own)."""
+    from latbench.profiling.config import DeployConfig
+    from latbench.profiling.peaks import deploy_peaks_key
+
+    try:
+        return deploy_peaks_key(DeployConfig.from_dict(deploy))
+    except (LatbenchError, TypeError, ValueError):
+        return fallback
 
 
 def _check_kind(predictor: Predictor, dataset: Dataset) -> None:

@@ -63,6 +63,8 @@ class Prepared(ABC):
         runtime: The runtime and its version, e.g. ``"torch 2.13.0+cpu"``, ``"onnxruntime 1.32.0"``.
         info: Backend facts worth recording (providers and where nodes ran, engine cache hit,
             export time, quantisation engine, ...). JSON-able.
+        on_busy: Set by the protocol on a GPU: a GPU backend calls it once per :meth:`time_calls`,
+            after queuing the calls and before synchronising, to read the GPU while it works.
     """
 
     def __init__(self, config: DeployConfig, build_ms: float, runtime: str, info: dict[str, Any] | None = None):
@@ -70,6 +72,7 @@ class Prepared(ABC):
         self.build_ms = float(build_ms)
         self.runtime = runtime
         self.info: dict[str, Any] = dict(info or {})
+        self.on_busy: Callable[[], None] | None = None
         self._closed = False
 
     @property

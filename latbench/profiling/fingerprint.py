@@ -51,6 +51,15 @@ THROTTLE_BITS: dict[str, int] = {
 }
 BENIGN_THROTTLE: frozenset[str] = frozenset({"GpuIdle", "ApplicationsClocksSetting", "DisplayClockSetting"})
 
+#: NVML's cumulative violation counters read with every state (``nvmlDeviceGetViolationStatus``):
+#: state key -> (``nvmlPerfPolicyType_t`` constant name, its value, what the counter counts).
+#: The counters add up the nanoseconds the clocks were held down by each cause, busy or idle, so
+#: an increase between two readings says the cap bit during that window, whenever it was read.
+VIOLATION_COUNTERS: dict[str, tuple[str, int, str]] = {
+    "violation_power_ns": ("NVML_PERF_POLICY_POWER", 0, "power cap"),
+    "violation_thermal_ns": ("NVML_PERF_POLICY_THERMAL", 1, "thermal cap"),
+}
+
 
 def decode_throttle(mask: int) -> list[str]:
     """Names of the NVML throttle reasons set in ``mask``."""
@@ -181,6 +190,9 @@ def gpu_state(index: int) -> dict[str, Any] | None:
     read("power_w", lambda: round(nv.nvmlDeviceGetPowerUsage(h) / 1000.0, 1))
     read("pstate", lambda: int(nv.nvmlDeviceGetPerformanceState(h)))
     read("throttle_mask", lambda: _throttle_mask(nv, h))
+    for key, (constant, value, _) in VIOLATION_COUNTERS.items():
+        policy = getattr(nv, constant, value)
+        read(key, lambda policy=policy: int(nv.nvmlDeviceGetViolationStatus(h, policy).violationTime))
     if "throttle_mask" in state:
         reasons = decode_throttle(state["throttle_mask"])
         state["throttle_reasons"] = reasons
@@ -188,6 +200,83 @@ def gpu_state(index: int) -> dict[str, Any] | None:
     if errors:
         state["error"] = "; ".join(errors)
     return state
+
+
+def violation_increase_ms(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, float]:
+    """How many ms each NVML violation counter (:data:`VIOLATION_COUNTERS`) grew from ``before`` to ``after``,
+    for the counters that grew (a missing reading says nothing)."""
+    grown: dict[str, float] = {}
+    for key, (_, _, what) in VIOLATION_COUNTERS.items():
+        a, b = (before or {}).get(key), (after or {}).get(key)
+        if isinstance(a, int) and isinstance(b, int) and b > a:
+            grown[what] = (b - a) / 1e6
+    return grown
+
+
+class BusySampler:
+    """Reads a GPU's SM clock and clock-event reasons while it runs the timed calls.
+
+    A reading taken after a synchronise sees an idle GPU (clocks dropping, the ``GpuIdle``
+    reason), not the one that ran the samples. A backend's CUDA timer calls :meth:`sample`
+    once per batch of timed calls, after it has queued them and before it synchronises: the
+    GPU is then working through the queue, outside every event pair. ``read`` (tests) returns
+    ``(sm_clock_mhz, clock_event_mask)``; by default NVML is asked.
+    """
+
+    def __init__(self, index: int, read: Any = None) -> None:
+        self.index = index
+        self._read = read
+        self.clocks_mhz: list[int] = []
+        self.mask = 0
+        self.errors = 0
+
+    def _nvml_read(self) -> tuple[int, int]:
+        nv = _nvml()
+        if nv is None:
+            raise RuntimeError("no NVML")
+        h = nv.nvmlDeviceGetHandleByIndex(self.index)
+        return int(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)), _throttle_mask(nv, h)
+
+    def sample(self) -> None:
+        """One reading; a failed one is counted, never raised (it must not cost a measurement)."""
+        try:
+            clock, mask = (self._read or self._nvml_read)()
+        except Exception:
+            self.errors += 1
+            return
+        self.clocks_mhz.append(int(clock))
+        self.mask |= int(mask)
+
+    def summary(self) -> dict[str, Any] | None:
+        """``sm_clock_busy_mhz`` (median reading), ``sm_clock_busy_min_mhz``, ``busy_readings`` and the
+        ``busy_throttle_reasons`` seen (other than idle); ``None`` when nothing was read."""
+        if not self.clocks_mhz:
+            return None
+        clocks = sorted(self.clocks_mhz)
+        return {
+            "sm_clock_busy_mhz": clocks[len(clocks) // 2],
+            "sm_clock_busy_min_mhz": clocks[0],
+            "busy_readings": len(clocks),
+            "busy_throttle_reasons": [r for r in decode_throttle(self.mask) if r not in BENIGN_THROTTLE],
+        }
+
+
+def gpu_window_throttles(
+    before: dict[str, Any] | None, after: dict[str, Any] | None, busy: dict[str, Any] | None = None
+) -> list[str]:
+    """Why the GPU was not running at its own pace over a timing window, one phrase each (empty: it was).
+
+    Three sources: a throttle reason other than idle in the readings before or after; a power or
+    thermal violation counter that grew between them; a reason seen while the GPU was busy.
+    """
+    names: list[str] = []
+    for state in (before, after):
+        if state and state.get("throttled"):
+            names += [r for r in state.get("throttle_reasons", []) if r not in BENIGN_THROTTLE]
+    names += list((busy or {}).get("busy_throttle_reasons") or [])
+    out = list(dict.fromkeys(names))
+    out += [f"{what} +{ms:.1f} ms" for what, ms in violation_increase_ms(before, after).items()]
+    return out
 
 
 def _bare_uuid(uuid: Any) -> str:
@@ -307,13 +396,14 @@ class Fingerprint:
 
     def with_peaks(self, peaks: dict[str, Any]) -> Fingerprint:
         """A copy with ``peaks`` (from :func:`latbench.profiling.peaks.measure_peaks`) stored under
-        ``"<device>/<precision>"``; the ``env_id`` does not change, since peaks are measured, not identity."""
-        key = peaks_key(str(peaks["device"]), str(peaks["precision"]))
+        :func:`peaks_key` of their device, precision and math mode; the ``env_id`` does not change,
+        since peaks are measured, not identity."""
+        key = peaks_key(str(peaks["device"]), str(peaks["precision"]), str(peaks.get("math") or ""))
         return replace(self, peaks={**self.peaks, key: dict(peaks)})
 
-    def peaks_for(self, device: str, precision: str) -> dict[str, Any] | None:
-        """The stored peaks of ``device`` at ``precision``, or ``None`` if never measured."""
-        return self.peaks.get(peaks_key(device, precision))
+    def peaks_for(self, device: str, precision: str, math: str = "") -> dict[str, Any] | None:
+        """The stored peaks of ``device`` at ``precision`` in math mode ``math``, or ``None`` if never measured."""
+        return self.peaks.get(peaks_key(device, precision, math))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -326,9 +416,14 @@ class Fingerprint:
         return cls(**d)
 
 
-def peaks_key(device: str, precision: str) -> str:
-    """Where :attr:`Fingerprint.peaks` keeps the peaks of one device and precision (``"cuda:0/fp16"``)."""
-    return f"{device}/{precision}"
+def peaks_key(device: str, precision: str, math: str = "") -> str:
+    """Where :attr:`Fingerprint.peaks` keeps the peaks of one device, precision and math mode.
+
+    ``math`` is how fp32 matmuls run when not in plain IEEE fp32: ``"tf32"`` (TF32 tensor cores,
+    what TensorRT fp32 and torch with TF32 on use), giving ``"cuda:0/fp32/tf32"``; empty otherwise
+    (``"cuda:0/fp16"``, ``"cpu/fp32"``), the keys stores written before math modes existed hold.
+    """
+    return f"{device}/{precision}/{math}" if math else f"{device}/{precision}"
 
 
 def collect(threads: int | None = None) -> Fingerprint:

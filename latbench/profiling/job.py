@@ -155,23 +155,15 @@ def environment(
     from dataclasses import replace
 
     from latbench.profiling.fingerprint import collect
+    from latbench.profiling.peaks import deploy_peaks_key, device_peaks
     from latbench.profiling.placement import plan
 
     fp = collect(threads=deploy.threads)
     known = store.fingerprints().get(fp.env_id, {})
     peaks = dict(known.get("peaks") or {})
-    key = f"{deploy.device}/{deploy.precision}"
+    key = deploy_peaks_key(deploy)
     if measure_peaks and key not in peaks:
-        from latbench.profiling.peaks import measure_peaks as _measure
-
-        try:
-            peaks[key] = _measure(deploy)
-        except LatbenchError as exc:
-            if deploy.backend == "torch":  # the peak kernels are this very deployment's: it cannot run
-                raise
-            # Another backend's precision may have no torch kernel here (int8 on a GPU: TensorRT has one,
-            # torch eager has none). The rows then carry no roofline; the profile goes on.
-            peaks[key] = {"unavailable": f"no torch peak kernel for {key}: {exc.what}"}
+        peaks[key] = device_peaks(deploy)  # a record of why, where torch has no kernel for the precision
     fp = replace(fp, peaks=peaks)
     out = fp.to_dict()
     if deploy.device_type == "cpu" and deploy.threads:
@@ -237,7 +229,9 @@ def profile_items(
         report.env_id = env["env_id"]
         report.placement = env.get("placement")
         anchor = drift.read_anchor(report.env_id) if normalise_drift else None
-        env_peaks = env["peaks"].get(f"{deploy.device}/{deploy.precision}")
+        from latbench.profiling.peaks import deploy_peaks_key
+
+        env_peaks = env["peaks"].get(deploy_peaks_key(deploy))
         envs: dict[str, dict[str, Any]] | None = {env["env_id"]: env}
         done = report.already_done
         if on_progress:

@@ -13,6 +13,16 @@ throughputs are stored beside them. Each block's roofline time is
 
 The CPU version uses modest sizes so that it takes about a second; the GPU one uses
 sizes that reach the plateau on an H100 (n = 8192, 1 GiB).
+
+Peaks are kept per device, precision and *math mode* (:func:`matmul_math`): on a GPU
+since Ampere, fp32 matmuls run on TF32 tensor cores when the deployment lets them
+(TensorRT fp32 by default, ONNX Runtime's CUDA and TensorRT providers by default,
+torch with ``torch.allow_tf32``), several times the IEEE fp32 peak; such a deployment's
+roofline uses a peak measured with TF32 on, under its own key.
+
+A deployment whose precision torch eager cannot run on the device (int8 on a GPU:
+TensorRT has kernels, torch has none) gets a record saying why, not an error
+(:func:`device_peaks`): the profile job and the fleet worker share that path.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from typing import Any
 
 from latbench.errors import LatbenchError
 from latbench.profiling.config import DeployConfig, ProtocolConfig
+from latbench.profiling.fingerprint import peaks_key
 
 #: Matrix size and copy size per device type.
 CPU_MATMUL_N = 512
@@ -41,6 +52,46 @@ PEAK_PROTOCOL = ProtocolConfig(
 )
 
 
+def matmul_math(deploy: DeployConfig) -> str:
+    """How ``deploy``'s fp32 matmuls run: ``"tf32"`` on TF32 tensor cores, ``""`` otherwise
+    (IEEE fp32, a CPU, or a precision other than fp32, whose math is the precision itself)."""
+    if deploy.precision != "fp32" or deploy.device_type != "cuda":
+        return ""
+    if deploy.backend == "torch":
+        return "tf32" if deploy.option("torch.allow_tf32") else ""
+    if deploy.backend == "tensorrt":
+        return "tf32" if deploy.option("tensorrt.allow_tf32") else ""
+    if deploy.backend == "onnxruntime":
+        # The CUDA provider's use_tf32 defaults to on, and TensorRT's TF32 flag too.
+        return "tf32"
+    return ""
+
+
+def deploy_peaks_key(deploy: DeployConfig) -> str:
+    """The key of ``deploy``'s peaks in a fingerprint (:func:`~latbench.profiling.fingerprint.peaks_key`)."""
+    return peaks_key(deploy.device, deploy.precision, matmul_math(deploy))
+
+
+def device_peaks(deploy: DeployConfig, **kwargs: Any) -> dict[str, Any]:
+    """:func:`measure_peaks` of ``deploy``, or a record of why torch has no peak kernel for it.
+
+    For a torch deployment a refusal is an error (the peak kernels are that very deployment's);
+    for another backend (TensorRT int8 on a GPU) the rows then carry no roofline and the run goes on.
+    """
+    try:
+        return measure_peaks(deploy, **kwargs)
+    except LatbenchError as exc:
+        if deploy.backend == "torch":
+            raise
+        key = deploy_peaks_key(deploy)
+        return {
+            "device": deploy.device,
+            "precision": deploy.precision,
+            "math": matmul_math(deploy),
+            "unavailable": f"no torch peak kernel for {key}: {exc.what}",
+        }
+
+
 def measure_peaks(
     deploy: DeployConfig | str = "cpu",
     precision: str | None = None,
@@ -48,6 +99,7 @@ def measure_peaks(
     protocol: ProtocolConfig | None = None,
     matmul_n: int | None = None,
     copy_bytes: int | None = None,
+    tf32: bool | None = None,
 ) -> dict[str, Any]:
     """Measure the attainable matmul FLOP/s and copy bandwidth of a device.
 
@@ -58,9 +110,11 @@ def measure_peaks(
         protocol: Timing protocol; defaults to :data:`PEAK_PROTOCOL`.
         matmul_n: Matrix size (default 512 on the CPU, 8192 on a GPU).
         copy_bytes: Bytes copied per call (default 64 MiB on the CPU, 1 GiB on a GPU).
+        tf32: Run an fp32 matmul on a GPU with TF32 on; default: what the deployment uses
+            (:func:`matmul_math`), off with a device string.
 
     Returns:
-        ``device``, ``precision``, ``threads``, ``peak_flops``, ``peak_bytes_per_s``,
+        ``device``, ``precision``, ``math`` (``"tf32"`` or ``""``), ``threads``, ``peak_flops``, ``peak_bytes_per_s``,
         ``best_flops``, ``best_bytes_per_s``, ``method`` (how they were measured), ``statistic``,
         and the ``matmul`` / ``copy`` details (size, median and min ms, n, unstable). JSON-able.
     """
@@ -80,6 +134,9 @@ def measure_peaks(
             threads=deploy.threads,
         )
     gpu = config.device_type == "cuda"
+    if tf32 is None:
+        tf32 = not isinstance(deploy, str) and matmul_math(deploy) == "tf32"
+    math = "tf32" if tf32 and gpu and config.precision == "fp32" else ""
     if gpu and not torch.cuda.is_available():
         raise LatbenchError("peaks", f"{config.device} asked for, but torch sees no GPU")
     device = torch.device(config.device)
@@ -103,7 +160,8 @@ def measure_peaks(
     for name, fn in (("matmul", matmul_fn), ("copy", copy)):
         prepared = CallablePrepared(config, fn)
         try:
-            results[name] = measure(prepared, protocol, gpu_index)
+            with _math_mode(math, gpu):
+                results[name] = measure(prepared, protocol, gpu_index)
         finally:
             prepared.close()
     flops = 2.0 * n**3
@@ -112,6 +170,7 @@ def measure_peaks(
     return {
         "device": config.device,
         "precision": config.precision,
+        "math": math,
         "threads": config.threads,
         "peak_flops": flops / (mm.median_ms * 1e-3),
         "peak_bytes_per_s": moved / (cp.median_ms * 1e-3),
@@ -119,12 +178,24 @@ def measure_peaks(
         "best_bytes_per_s": moved / (cp.min_ms * 1e-3),
         "statistic": "median",
         "method": (
-            f"latbench protocol over {kernel} (2·n³ FLOPs per call) and Tensor.copy_ of {nbytes / 2**20:.0f} MiB "
+            f"latbench protocol over {kernel}{' with TF32' if math else ''} (2·n³ FLOPs per call) "
+            f"and Tensor.copy_ of {nbytes / 2**20:.0f} MiB "
             f"(read + write counted) with torch {torch.__version__} on {config.device}"
         ),
         "matmul": {"n": n, "flops_per_call": flops, **_summary(results["matmul"])},
         "copy": {"bytes_per_call": moved, **_summary(results["copy"])},
     }
+
+
+def _math_mode(math: str, gpu: bool) -> Any:
+    """TF32 on or off for a GPU's matmul (both set explicitly: the peak must not take a global default)."""
+    import contextlib
+
+    if not gpu:
+        return contextlib.nullcontext()
+    from latbench.profiling.backends.torch_cuda import tf32
+
+    return tf32(math == "tf32")
 
 
 def _summary(m: Any) -> dict[str, Any]:

@@ -24,7 +24,8 @@ For each prepared configuration:
 
 A :class:`Measurement` is unstable when IQR/median exceeds ``unstable_iqr_ratio``,
 when it stopped before its CI was tight (budget or sample cap), or when the GPU
-reported a throttle reason other than idle before or after sampling. Load
+reported a throttle reason other than idle before or after sampling or while it ran
+the timed calls, or NVML's power/thermal violation counters grew over the window. Load
 average (and on a GPU the NVML state) is read before and after.
 
 The clock and the environment probes are parameters, so that tests drive the
@@ -80,6 +81,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     "ref_spread",
     "placement",
     "samples_ms",
+    "sm_clock_busy_mhz",
 )
 
 
@@ -95,6 +97,8 @@ class Probe:
     load_average: Callable[[], list[float] | None] = fingerprint.load_average
     gpu_state: Callable[[int], dict[str, Any] | None] = fingerprint.gpu_state
     cpu_reference: Callable[[int], list[float]] | None = None  # None: :func:`cpu_reference`
+    #: Reads a GPU while it runs the timed calls (a :class:`~latbench.profiling.fingerprint.BusySampler`).
+    busy_sampler: Callable[[int], Any] = fingerprint.BusySampler
 
 
 #: The reference workload: ``_REF_REPEAT`` products of a (128 x 1024) by a (1024 x 1024) fp32 matrix,
@@ -165,6 +169,8 @@ class Measurement:
             per-round medians (NaN with fewer than 3 rounds or no reference). Above the protocol's
             ``busy_ref_spread`` the machine's speed moved while this row was measured: it is unstable.
         placement: Where a CPU configuration's threads ran (:meth:`Placement.to_dict`); ``None`` on a GPU.
+        gpu_busy: The GPU read while it ran the timed calls (SM clock, throttle reasons seen;
+            :meth:`~latbench.profiling.fingerprint.BusySampler.summary`), ``None`` on the CPU.
     """
 
     config: DeployConfig
@@ -187,6 +193,7 @@ class Measurement:
     ref_ms: float = math.nan
     ref_spread: float = math.nan
     placement: dict[str, Any] | None = None
+    gpu_busy: dict[str, Any] | None = None
 
     @property
     def median_ms(self) -> float:
@@ -222,6 +229,7 @@ class Measurement:
             "ref_spread": self.ref_spread,
             "placement": None if self.placement is None else json.dumps(self.placement, sort_keys=True),
             "samples_ms": list(self.samples_ms),
+            "sm_clock_busy_mhz": (self.gpu_busy or {}).get("sm_clock_busy_mhz"),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -247,6 +255,7 @@ class Measurement:
             "ref_ms": None if math.isnan(self.ref_ms) else self.ref_ms,
             "ref_spread": None if math.isnan(self.ref_spread) else self.ref_spread,
             "placement": self.placement,
+            "gpu_busy": self.gpu_busy,
         }
 
     @classmethod
@@ -274,6 +283,7 @@ class Measurement:
                 ref_ms=math.nan if data.get("ref_ms") is None else float(data["ref_ms"]),
                 ref_spread=math.nan if data.get("ref_spread") is None else float(data["ref_spread"]),
                 placement=data.get("placement"),
+                gpu_busy=data.get("gpu_busy"),
             )
         except KeyError as exc:
             raise LatbenchError("measurement", f"missing field {exc.args[0]!r}") from None
@@ -396,6 +406,10 @@ def _sample(
         run.warm_up(protocol, clock)
     gpus = sorted({r.gpu_index for r in runs if r.gpu_index is not None})
     gpu_before = {i: probe.gpu_state(i) for i in gpus}
+    busy = {i: probe.busy_sampler(i) for i in gpus}
+    for run in runs:
+        if run.gpu_index is not None:
+            run.prepared.on_busy = busy[run.gpu_index].sample
     reference = probe.cpu_reference or cpu_reference
     active = list(runs)
     while active:
@@ -413,6 +427,8 @@ def _sample(
         for run in active:
             run.update(protocol)
         active = [r for r in active if r.stop_reason is None]
+    for run in runs:
+        run.prepared.on_busy = None
     gpu_after = {i: probe.gpu_state(i) for i in gpus}
     load_after = probe.load_average()
     return [
@@ -424,6 +440,7 @@ def _sample(
             gpu_before.get(r.gpu_index) if r.gpu_index is not None else None,
             gpu_after.get(r.gpu_index) if r.gpu_index is not None else None,
             placement.to_dict() if placement is not None and r.gpu_index is None else None,
+            busy[r.gpu_index].summary() if r.gpu_index is not None else None,
         )
         for r in runs
     ]
@@ -443,6 +460,7 @@ def unstable_reasons(
     stop_reason: str,
     gpu_states: Sequence[dict[str, Any] | None] = (),
     ref_spread: float = math.nan,
+    gpu_busy: dict[str, Any] | None = None,
 ) -> list[str]:
     """The reasons a measurement is unstable (empty if it is not)."""
     reasons = []
@@ -458,10 +476,8 @@ def unstable_reasons(
             f"median CI ±{stats.ci_rel_halfwidth:.2%} wider than ±{protocol.target_rel_ci:.2%} "
             f"({'time budget' if stop_reason == 'budget' else 'max_samples'} reached)"
         )
-    throttles: list[str] = []
-    for state in gpu_states:
-        if state and state.get("throttled"):
-            throttles += [r for r in state.get("throttle_reasons", []) if r not in fingerprint.BENIGN_THROTTLE]
+    before, after = [*gpu_states, None, None][:2]
+    throttles = fingerprint.gpu_window_throttles(before, after, gpu_busy)
     if throttles:
         reasons.append(f"GPU throttled ({', '.join(dict.fromkeys(throttles))})")
     return reasons
@@ -475,11 +491,12 @@ def _measurement(
     gpu_before: dict[str, Any] | None,
     gpu_after: dict[str, Any] | None,
     placement: dict[str, Any] | None = None,
+    gpu_busy: dict[str, Any] | None = None,
 ) -> Measurement:
     stats = Stats.from_samples(run.samples)
     stop = run.stop_reason or "max_samples"
     spread = reference_spread(run.refs)
-    reasons = unstable_reasons(stats, protocol, stop, (gpu_before, gpu_after), spread)
+    reasons = unstable_reasons(stats, protocol, stop, (gpu_before, gpu_after), ref_spread=spread, gpu_busy=gpu_busy)
     return Measurement(
         config=run.prepared.config,
         runtime=run.prepared.runtime,
@@ -501,4 +518,5 @@ def _measurement(
         ref_ms=float(np.median(run.refs)) if run.refs else math.nan,
         ref_spread=spread,
         placement=placement,
+        gpu_busy=gpu_busy,
     )

@@ -29,7 +29,9 @@ from latbench.profiling.base import (
 from latbench.profiling.config import DeployConfig, ProtocolConfig
 from latbench.profiling.protocol import measure
 
-TRT_MESSAGE = "backend 'tensorrt' needs the tensorrt package 10.x (pip install 'latbench[tensorrt]') and an NVIDIA GPU"
+TRT_MESSAGE = (
+    "backend 'tensorrt' needs the tensorrt package 10.x or 11.x (pip install 'latbench[tensorrt]') and an NVIDIA GPU"
+)
 
 
 def mlp(width: int = 32) -> torch.nn.Module:
@@ -96,9 +98,9 @@ def test_tensorrt_missing_gives_exactly_the_one_line(monkeypatch: pytest.MonkeyP
     assert isinstance(info.value, LatbenchError)  # the CLI prints "latbench: error: <message>", exit 2
 
 
-def test_tensorrt_11_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="11.0.1"))
-    with pytest.raises(MissingDependencyError, match=r"found tensorrt 11\.0\.1"):
+def test_tensorrt_9_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="9.3.0"))
+    with pytest.raises(MissingDependencyError, match=r"found tensorrt 9\.3\.0"):
         get_backend(DeployConfig(backend="tensorrt", device="cuda"))
 
 
@@ -619,12 +621,19 @@ def test_trt_dtypes() -> None:
 
 
 def test_tf32_switch_restores_the_previous_setting() -> None:
-    from latbench.profiling.backends.torch_cuda import tf32
+    from latbench.profiling.backends.torch_cuda import tf32, tf32_setting
 
-    before = torch.backends.cuda.matmul.allow_tf32
-    with tf32(not before):
-        assert torch.backends.cuda.matmul.allow_tf32 is (not before)
-    assert torch.backends.cuda.matmul.allow_tf32 is before
+    setting = tf32_setting(True)
+    if setting["api"] == "fp32_precision":
+        before = torch.backends.cuda.matmul.fp32_precision
+        with tf32(True):
+            assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+        assert torch.backends.cuda.matmul.fp32_precision == before
+    else:
+        before = torch.backends.cuda.matmul.allow_tf32
+        with tf32(not before):
+            assert torch.backends.cuda.matmul.allow_tf32 is (not before)
+        assert torch.backends.cuda.matmul.allow_tf32 is before
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -712,6 +721,7 @@ def fake_pynvml(uuids: list[str], *, event_reasons: bool = True, power_ok: bool 
         return 312_345
 
     nv.nvmlDeviceGetPowerUsage = power
+    nv.nvmlDeviceGetViolationStatus = lambda h, policy: types.SimpleNamespace(referenceTime=0, violationTime=0)
     if event_reasons:
         nv.nvmlDeviceGetCurrentClocksEventReasons = lambda h: 0x1 | 0x4  # idle, software power cap
     nv.nvmlDeviceGetCurrentClocksThrottleReasons = lambda h: 0x1

@@ -93,10 +93,13 @@ class CudaEventTimer:
         n: int,
         before: Callable[[int], None] | None = None,
         calls_per_sample: int = 1,
+        busy: Callable[[], None] | None = None,
     ) -> list[float]:
         """``n`` samples of ``fn`` in ms, each one event pair around ``calls_per_sample`` calls (their mean).
 
         ``before(i)`` is enqueued on the stream before sample ``i``'s start event, so it is not timed.
+        ``busy()`` runs on the host once everything is queued and before the synchronise: the GPU is
+        then working through the queue (NVML reads its clocks under load), and no event pair waits on it.
         The caller makes :attr:`stream` current (``with torch.cuda.stream(timer.stream)``).
         """
         self._pool(n)
@@ -108,6 +111,8 @@ class CudaEventTimer:
             for _ in range(calls_per_sample):
                 fn()
             self._ends[i].record(stream)
+        if busy is not None:
+            busy()
         # The one synchronise: after the loop, never inside it.
         stream.synchronize()
         return [self._starts[i].elapsed_time(self._ends[i]) / calls_per_sample for i in range(n)]
@@ -194,4 +199,4 @@ class CallablePrepared(Prepared):
                 torch.set_num_threads(previous)
         with torch.cuda.device(torch.device(self.config.device)), torch.cuda.stream(self._timer.stream):
             with torch.inference_mode():
-                return self._timer.time_calls(self._fn, n)
+                return self._timer.time_calls(self._fn, n, busy=self.on_busy)

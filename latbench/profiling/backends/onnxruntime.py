@@ -15,6 +15,16 @@ CUDA or TensorRT execution provider (``mode``).
   ``onnxruntime.check_providers`` the untimed call is profiled and the nodes
   each provider ran are counted (``info['nodes_by_provider']``); a GPU mode in
   which no node ran on the GPU is refused. Profiling ends with that call.
+- TensorRT provider's engine cache: ONNX Runtime names a cached engine after the
+  model's file name, its input/output names and versions, not its weights' shapes,
+  so two widths of one depth would share an engine. Each model gets its own cache
+  folder under ``onnxruntime.trt_engine_cache_dir``, named by the hash of the ONNX
+  bytes and the settings that change the engine (:func:`trt_engine_cache_folder`),
+  as the native TensorRT backend keys its engines.
+- A provider that ``get_available_providers`` lists may still fail to load (a
+  CUDA-12 onnxruntime-gpu beside a CUDA-13 torch): :func:`provider_loads` opens a
+  one-node session with it, and a GPU mode whose provider does not load is refused
+  as a missing dependency (so ``gpu`` tests skip with the reason).
 - int8 (CPU): ``onnxruntime.quantization.quantize_dynamic`` on the export
   (int8 weights, activations quantised per call: the counterpart of torch's
   dynamic quantisation).
@@ -27,6 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import hashlib
 import json
 import logging
 import shutil
@@ -87,7 +99,7 @@ NEEDS: dict[str, str] = {
     "cpu": "the onnxruntime package (pip install 'latbench[onnx]')",
     "cuda": "the onnxruntime-gpu package with its CUDAExecutionProvider (pip install onnxruntime-gpu) "
     "and an NVIDIA GPU",
-    "tensorrt": "the onnxruntime-gpu package with its TensorrtExecutionProvider, the tensorrt package 10.x "
+    "tensorrt": "the onnxruntime-gpu package with its TensorrtExecutionProvider, the tensorrt package 10.x or 11.x "
     "(pip install onnxruntime-gpu 'latbench[tensorrt]') and an NVIDIA GPU",
 }
 
@@ -137,12 +149,93 @@ def nodes_by_provider(profile_path: str | Path) -> dict[str, int]:
 
 
 def trt_engine_dir(config: DeployConfig) -> Path:
-    """Where the TensorRT execution provider caches its engines for ``config``."""
+    """The root under which the TensorRT execution provider caches engines, one folder per model."""
     return Path(config.option("onnxruntime.trt_engine_cache_dir") or cache_dir("ort-tensorrt"))
 
 
-def provider_options(config: DeployConfig, stream: torch.cuda.Stream | None) -> list[Any]:
-    """The ``providers`` argument of ``InferenceSession`` for ``config`` (GPU providers run on ``stream``)."""
+def trt_engine_cache_key(onnx_sha256: str, config: DeployConfig, gpu_name: str, ort_version: str) -> str:
+    """32 hex digits naming one model's engine-cache folder: the ONNX bytes' hash and what changes the engine."""
+    identity = {
+        "onnx_sha256": onnx_sha256,
+        "precision": config.precision,
+        "workspace_mb": config.option("onnxruntime.trt_workspace_mb"),
+        "gpu": gpu_name,
+        "onnxruntime": ort_version,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def trt_engine_cache_folder(config: DeployConfig, onnx: OnnxModel, gpu_name: str, ort_version: str) -> Path:
+    """The TensorRT provider's engine cache for this model: a folder of its own under :func:`trt_engine_dir`.
+
+    ONNX Runtime would otherwise find another model's engine in a shared folder whenever the
+    file and tensor names agree (every export is ``model.onnx``, same depth, same names).
+    """
+    return trt_engine_dir(config) / trt_engine_cache_key(onnx.sha256(), config, gpu_name, ort_version)
+
+
+def provider_loads(provider: str, device_id: int = 0) -> str | None:
+    """``None`` when ONNX Runtime can open a session with ``provider`` first, else why not (one line).
+
+    ``get_available_providers`` lists what the package was built with, not what loads: a CUDA-12
+    onnxruntime-gpu lists CUDAExecutionProvider beside a CUDA-13 torch, then falls back to the CPU.
+    A one-node model (Identity) is opened with the provider and the session's providers are read,
+    once per process and provider.
+    """
+    return _probe_provider(import_onnxruntime(), provider, device_id)
+
+
+@functools.cache
+def _probe_provider(ort: Any, provider: str, device_id: int) -> str | None:
+    if provider == "CPUExecutionProvider":
+        return None
+    if provider not in ort.get_available_providers():
+        return f"onnxruntime {ort.__version__} does not offer {provider}"
+    try:
+        model = identity_model_bytes()
+    except ImportError:
+        return None  # no onnx package to make the probe model: listed is all that can be said
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # the probe's own fallback warning is the answer, not noise
+    opts: dict[str, Any] = {"device_id": device_id}
+    try:
+        session = ort.InferenceSession(model, options, providers=[(provider, opts), "CPUExecutionProvider"])
+    except Exception as exc:
+        return f"{provider} failed to load: {first_line(exc)}"
+    active = list(session.get_providers())
+    if not active or active[0] != provider:
+        return (
+            f"onnxruntime {ort.__version__} lists {provider} but it does not load (the session runs on "
+            f"{', '.join(active) or 'nothing'}; e.g. a build for another CUDA major than torch's {torch.version.cuda})"
+        )
+    return None
+
+
+def identity_model_bytes() -> bytes:
+    """A serialized one-node ONNX model (float input -> Identity -> output), for :func:`provider_loads`."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8  # readable by every ONNX Runtime this project supports
+    return model.SerializeToString()
+
+
+def provider_report() -> dict[str, str]:
+    """Each provider this onnxruntime lists -> ``"loads"`` or why it does not (for ``latbench env``)."""
+    ort = import_onnxruntime()
+    return {p: provider_loads(p) or "loads" for p in ort.get_available_providers()}
+
+
+def provider_options(
+    config: DeployConfig, stream: torch.cuda.Stream | None, engine_cache: Path | None = None
+) -> list[Any]:
+    """The ``providers`` argument of ``InferenceSession`` for ``config`` (GPU providers run on ``stream``).
+
+    ``engine_cache``: the TensorRT provider's engine folder for this model (:func:`trt_engine_cache_folder`).
+    """
     if config.mode == "cpu":
         return ["CPUExecutionProvider"]
     assert stream is not None
@@ -154,7 +247,7 @@ def provider_options(config: DeployConfig, stream: torch.cuda.Stream | None) -> 
         "trt_fp16_enable": config.precision == "fp16",
         "trt_max_workspace_size": config.option("onnxruntime.trt_workspace_mb") * 2**20,
         "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": str(trt_engine_dir(config)),
+        "trt_engine_cache_path": str(engine_cache or trt_engine_dir(config)),
     }
     # Nodes TensorRT cannot take run on CUDA, not on the CPU.
     return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", cuda)]
@@ -316,7 +409,8 @@ class ONNXRuntimePrepared(Prepared):
             return time_host_calls(self._runner, n, self._before_host if self._copies else None)
         device = torch.device(self.config.device)
         with torch.cuda.device(device), torch.cuda.stream(self._timer.stream):
-            return self._timer.time_calls(self._runner, n, self._before_gpu if self._gpu_flusher else None)
+            before = self._before_gpu if self._gpu_flusher else None
+            return self._timer.time_calls(self._runner, n, before, busy=self.on_busy)
 
     def _release(self) -> None:
         if self._timer is not None:
@@ -343,6 +437,9 @@ class ONNXRuntimeBackend(Backend):
             )
         if config.device_type == "cuda":
             problem = cuda_problem(config)
+            if problem:
+                raise_missing(cls.name, NEEDS[config.mode or "cuda"], problem)
+            problem = provider_loads(provider, config.gpu_index or 0)
             if problem:
                 raise_missing(cls.name, NEEDS[config.mode or "cuda"], problem)
 
@@ -376,12 +473,17 @@ class ONNXRuntimeBackend(Backend):
             if config.precision == "int8":
                 onnx, info["quantize_ms"] = _quantize(onnx, workdir)
             options = self._session_options(ort, workdir)
+            engine_cache = None
             if mode == "tensorrt":
-                trt_engine_dir(config).mkdir(parents=True, exist_ok=True)
+                gpu_name = torch.cuda.get_device_name(device)
+                engine_cache = trt_engine_cache_folder(config, onnx, gpu_name, ort.__version__)
+                engine_cache.mkdir(parents=True, exist_ok=True)
+                info["trt_engine_cache"] = str(engine_cache)
             stream = torch.cuda.Stream(device) if gpu else None
             t_session = time.perf_counter()
+            providers = provider_options(config, stream, engine_cache)
             try:
-                session = ort.InferenceSession(str(onnx.path), options, providers=provider_options(config, stream))
+                session = ort.InferenceSession(str(onnx.path), options, providers=providers)
             except Exception as exc:
                 raise LatbenchError(where, f"session creation failed: {first_line(exc)}") from exc
             info["session_ms"] = (time.perf_counter() - t_session) * 1e3

@@ -1,9 +1,13 @@
-"""TensorRT 10.x: an engine built from the ONNX export, cached, run with ``execute_async_v3``.
+"""TensorRT 10.x and 11.x: an engine built from the ONNX export, cached, run with ``execute_async_v3``.
 
-The pieces, in the order ``prepare`` runs them (TensorRT 10 Python API):
+The pieces, in the order ``prepare`` runs them (TensorRT 10/11 Python API):
 
-1. ``torch.onnx`` export in fp32 (precision is the builder's choice, not the export's);
-2. ``trt.Builder`` -> ``create_network(0)`` (10.x networks are always explicit-batch) ->
+1. ``torch.onnx`` export. On 10.x in fp32: precision is the builder's choice (weakly typed
+   network, precision flags). On 11.x, which removed the precision flags and builds every
+   network strongly typed, the export itself is in the deployment's precision (weights and
+   inputs fp16/bf16, exported on the GPU), so the types in the graph are what runs;
+2. ``trt.Builder`` -> ``create_network(flags)`` (:func:`network_flags`: 0 on 10.x, whose
+   networks are always explicit-batch; ``STRONGLY_TYPED`` on 11.x, where it is the only mode) ->
    ``trt.OnnxParser.parse_from_file``; ``create_builder_config`` with the workspace
    pool (``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)``), the builder
    optimisation level and the precision flags of :func:`builder_flags`; an
@@ -18,11 +22,12 @@ The pieces, in the order ``prepare`` runs them (TensorRT 10 Python API):
 5. each call is ``execute_async_v3(stream)`` on a torch stream, timed by one
    CUDA-event pair per call on that stream.
 
-int8 here is *implicit* quantisation with dummy dynamic ranges on every tensor,
+int8 on 10.x is *implicit* quantisation with dummy dynamic ranges on every tensor,
 as ``trtexec --int8`` does without a calibration cache: the latency of int8
 kernels (with fp16 fallback) but meaningless accuracy. TensorRT 10.1 deprecated
-this path in favour of explicit Q/DQ models, and 11.x removed the flags, hence
-the pin to 10.x.
+this path in favour of explicit Q/DQ models, and 11.x removed it (the INT8 flag
+and ``set_dynamic_range``): int8 on 11.x needs a Q/DQ model, which latbench does
+not make, so it is refused with one line (:func:`check_precision`).
 
 This module has never run on this project's CPU machines (no TensorRT, no GPU);
 the pieces that need neither are unit-tested against a stand-in ``tensorrt``.
@@ -63,7 +68,10 @@ from latbench.profiling.base import (
 )
 from latbench.profiling.config import DeployConfig
 
-NEEDS = "the tensorrt package 10.x (pip install 'latbench[tensorrt]') and an NVIDIA GPU"
+NEEDS = "the tensorrt package 10.x or 11.x (pip install 'latbench[tensorrt]') and an NVIDIA GPU"
+
+#: TensorRT major versions this backend knows.
+SUPPORTED_MAJORS: tuple[int, ...] = (10, 11)
 
 #: The process's TensorRT logger, with the module it came from (:func:`logger_for`).
 _LOGGER: tuple[Any, Any] | None = None
@@ -84,27 +92,65 @@ TRT_DTYPES: dict[str, torch.dtype] = {
 }
 
 
+def trt_major(trt: Any) -> int:
+    """The major version of a ``tensorrt`` module (0 when it does not say)."""
+    head = str(getattr(trt, "__version__", "0")).split(".")[0]
+    return int(head) if head.isdigit() else 0
+
+
 def import_tensorrt() -> Any:
-    """``import tensorrt`` (10.x), or the one-line :class:`MissingDependencyError`."""
+    """``import tensorrt`` (10.x or 11.x), or the one-line :class:`MissingDependencyError`."""
     try:
         import tensorrt
     except ImportError:
         raise_missing("tensorrt", NEEDS)
-    version = str(getattr(tensorrt, "__version__", "0"))
-    if version.split(".")[0] != "10":
-        raise_missing("tensorrt", NEEDS, f"found tensorrt {version}; 11.x removed the FP16/INT8 builder flags")
+    if trt_major(tensorrt) not in SUPPORTED_MAJORS:
+        raise_missing("tensorrt", NEEDS, f"found tensorrt {getattr(tensorrt, '__version__', '?')}")
     return tensorrt
 
 
-def builder_flags(precision: str, allow_tf32: bool = True) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def strongly_typed(major: int) -> bool:
+    """Whether networks of this TensorRT major are built strongly typed (11.x: always)."""
+    return major >= 11
+
+
+def check_precision(precision: str, major: int) -> None:
+    """Refuse a precision this TensorRT major cannot build from latbench's export (int8 on 11.x)."""
+    if strongly_typed(major) and precision == "int8":
+        raise LatbenchError(
+            "precision int8",
+            "TensorRT 11.x removed implicit int8 (BuilderFlag.INT8, dynamic ranges) and needs a model with "
+            "explicit Q/DQ nodes, which latbench does not make; use TensorRT 10.x for int8",
+        )
+
+
+def export_dtype(precision: str, major: int) -> torch.dtype:
+    """The dtype the ONNX is exported in: fp32 on 10.x (the builder picks precision), else the precision's."""
+    if not strongly_typed(major) or precision in ("fp32", "int8"):
+        return torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def network_flags(trt: Any, major: int) -> int:
+    """``create_network``'s flags: 0 on 10.x (explicit batch is the only mode), ``STRONGLY_TYPED`` on 11.x."""
+    if not strongly_typed(major):
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def builder_flags(precision: str, allow_tf32: bool = True, major: int = 10) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Names of the ``trt.BuilderFlag`` members to set and to clear for ``precision``.
 
-    fp32 keeps TF32 (on by default in TensorRT) unless ``allow_tf32`` is false; fp16 and
-    bf16 enable their flag (layers may still fall back to fp32); int8 enables INT8 with
-    FP16 as the fallback for layers without int8 kernels.
+    fp32 keeps TF32 (on by default in TensorRT) unless ``allow_tf32`` is false. On 10.x fp16
+    and bf16 enable their flag (layers may still fall back to fp32); int8 enables INT8 with
+    FP16 as the fallback for layers without int8 kernels. On 11.x there are no precision flags:
+    the strongly typed network runs in the types of the exported graph.
     """
+    check_precision(precision, major)
     if precision == "fp32":
         return (), () if allow_tf32 else ("TF32",)
+    if strongly_typed(major) and precision in ("fp16", "bf16"):
+        return (), ()
     if precision == "fp16":
         return ("FP16",), ()
     if precision == "bf16":
@@ -223,8 +269,10 @@ def build_serialized_engine(
 ) -> bytes:
     """Parse ``onnx_path`` and build a serialized engine (the minutes-long step)."""
     where = "backend 'tensorrt'"
+    major = trt_major(trt)
+    to_set, to_clear = builder_flags(precision, allow_tf32, major)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # 10.x: explicit batch is the only mode, the flag is ignored
+    network = builder.create_network(network_flags(trt, major))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -232,12 +280,11 @@ def build_serialized_engine(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb * 2**20)
     config.builder_optimization_level = optimization_level
-    to_set, to_clear = builder_flags(precision, allow_tf32)
     for name in to_set:
         config.set_flag(getattr(trt.BuilderFlag, name))
     for name in to_clear:
         config.clear_flag(getattr(trt.BuilderFlag, name))
-    if precision == "int8":
+    if precision == "int8":  # 10.x only (check_precision refused it on 11.x)
         set_dummy_dynamic_ranges(trt, network)
     needed = network_profiles([network.get_input(i) for i in range(network.num_inputs)], profiles)
     if needed:
@@ -315,7 +362,7 @@ class TensorRTPrepared(Prepared):
     def time_calls(self, n: int) -> list[float]:
         self._check_open(n)
         with torch.cuda.device(torch.device(self.config.device)), torch.cuda.stream(self._timer.stream):
-            return self._timer.time_calls(self._call, n, self._before if self._flusher else None)
+            return self._timer.time_calls(self._call, n, self._before if self._flusher else None, busy=self.on_busy)
 
     def _release(self) -> None:
         self._timer.stream.synchronize()
@@ -359,8 +406,10 @@ class TensorRTBackend(Backend):
     ) -> TensorRTPrepared:
         config = self.config
         where = "backend 'tensorrt'"
+        major = trt_major(trt)
+        check_precision(config.precision, major)
         t0 = time.perf_counter()
-        onnx = self._onnx_model(model, inputs, workdir)
+        onnx = self._onnx_model(model, inputs, workdir, export_dtype(config.precision, major), device)
         profiles = shape_profiles(
             onnx.input_names, tuple(tuple(t.shape) for t in inputs.tensors), config.option("tensorrt.dynamic_batch")
         )
@@ -412,7 +461,8 @@ class TensorRTBackend(Backend):
             "engine_cached": cached,
             "engine_build_ms": engine_build_ms,
             "engine_path": str(engine_path),
-            "builder_flags": list(builder_flags(config.precision, settings["allow_tf32"])[0]),
+            "builder_flags": list(builder_flags(config.precision, settings["allow_tf32"], major)[0]),
+            "strongly_typed": strongly_typed(major),
             "profiles": [asdict(p) for p in profiles],
             "gpu": props.name,
         }
@@ -420,16 +470,20 @@ class TensorRTBackend(Backend):
             info["int8"] = "implicit quantisation with dummy ranges: int8 latency, accuracy not meaningful"
         return TensorRTPrepared(config, build_ms, info, context, stream, (runtime, engine, buffers), workdir)
 
-    def _onnx_model(self, model: ModelLike, inputs: NamedInputs, workdir: Path) -> OnnxModel:
+    def _onnx_model(
+        self, model: ModelLike, inputs: NamedInputs, workdir: Path, dtype: torch.dtype, device: torch.device
+    ) -> OnnxModel:
         if is_onnx_file(model):
             return onnx_file(model, inputs)
         module = require_module(model, self.name)
+        # fp32 exports from the CPU; half precision (11.x) traces on the GPU (CPU half kernels are incomplete).
+        export_device = torch.device("cpu") if dtype == torch.float32 else device
         params = next(module.parameters(), None)
-        if params is not None and (params.device.type != "cpu" or params.dtype != torch.float32):
-            module = copy.deepcopy(module).to(device="cpu", dtype=torch.float32)
+        if params is not None and (params.device != export_device or params.dtype != dtype):
+            module = copy.deepcopy(module).to(device=export_device, dtype=dtype)
         return export_onnx(
             module,
-            cast_inputs(inputs, torch.float32, "cpu"),
+            cast_inputs(inputs, dtype, export_device),
             workdir / "model.onnx",
             backend=self.name,
             opset=self.config.option("tensorrt.opset"),

@@ -13,9 +13,19 @@ pair per call recorded on that stream, with one synchronise after the loop
 - ``compile``: ``torch.compile(mode=torch.compile_mode)``; compilation happens in
   the untimed first call and is part of ``build_ms``.
 
-``torch.allow_tf32`` sets ``torch.backends.cuda.matmul.allow_tf32`` (and cuDNN's)
-around preparation and every timed batch, then restores the previous values:
-a graph or a compiled kernel keeps what it was built with.
+``torch.allow_tf32`` sets TF32 for matmuls and cuDNN around preparation and every
+timed batch, then restores the previous values: a graph or a compiled kernel keeps
+what it was built with. torch >= 2.9 has a new API (``fp32_precision = "tf32" | "ieee"``)
+and refuses to read the legacy ``allow_tf32`` flags once anything set the new one, so
+the new API is used where it exists, the legacy flags elsewhere; ``info['tf32']``
+records which API ran and the setting.
+
+The CUDA graph is captured on a stream created on the target device: the default
+capture stream belongs to whichever device first used it, wrong for ``cuda:N``, N > 0.
+torch.compile's modes that record CUDA graphs (``reduce-overhead``, ``max-autotune``)
+record on their second call; the untimed calls at preparation cover the warm-up run,
+the recording and a first replay, each synchronised, so a recording never lands in a
+timed sample and a device error of the compiled code is reported as one line.
 
 Cold cache: a buffer twice the L2 size is overwritten on the stream before each
 call, outside its event pair. That evicts weights, inputs and activations alike,
@@ -54,18 +64,50 @@ from latbench.profiling.config import DeployConfig
 #: Warm-up calls before a CUDA-graph capture (lazy initialisation, cuBLAS workspaces, autotuning).
 CAPTURE_WARMUP_CALLS = 3
 
+#: torch.compile modes whose compiled code records CUDA graphs (cudagraph trees).
+CUDAGRAPH_COMPILE_MODES: frozenset[str] = frozenset({"reduce-overhead", "max-autotune"})
+#: Untimed calls at preparation for those modes: a warm-up run, the recording, a first replay.
+CUDAGRAPH_COMPILE_CALLS = 3
+
+
+def tf32_api() -> str:
+    """``"fp32_precision"`` where torch has the new TF32 API (torch >= 2.9), else ``"allow_tf32"``."""
+    return "fp32_precision" if hasattr(torch.backends.cuda.matmul, "fp32_precision") else "allow_tf32"
+
+
+def tf32_setting(enabled: bool) -> dict[str, str]:
+    """What :func:`tf32` sets, for ``info['tf32']``: the API used and the matmul setting."""
+    api = tf32_api()
+    if api == "fp32_precision":
+        return {"api": api, "matmul": "tf32" if enabled else "ieee", "cudnn_conv": "tf32" if enabled else "ieee"}
+    return {"api": api, "matmul": str(enabled).lower(), "cudnn": str(enabled).lower()}
+
 
 @contextlib.contextmanager
 def tf32(enabled: bool) -> Iterator[None]:
-    """Set matmul/cuDNN TF32 for the block and restore the previous values."""
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    """Set matmul/cuDNN TF32 for the block and restore the previous values.
+
+    With torch's new API the legacy flags are neither read nor written: reading them raises
+    once anything used the new one.
+    """
+    if tf32_api() == "fp32_precision":
+        matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+        saved = (matmul.fp32_precision, conv.fp32_precision)
+        value = "tf32" if enabled else "ieee"
+        matmul.fp32_precision = value
+        conv.fp32_precision = value
+        try:
+            yield
+        finally:
+            matmul.fp32_precision, conv.fp32_precision = saved
+        return
+    legacy = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = enabled
     torch.backends.cudnn.allow_tf32 = enabled
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
-        torch.backends.cudnn.allow_tf32 = cudnn
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = legacy
 
 
 class TorchCUDAPrepared(Prepared):
@@ -104,7 +146,11 @@ class TorchCUDAPrepared(Prepared):
             tf32(self.config.option("torch.allow_tf32")),
         ):
             return self._timer.time_calls(
-                self._call, n, before, calls_per_sample=self.config.option("torch.calls_per_sample")
+                self._call,
+                n,
+                before,
+                calls_per_sample=self.config.option("torch.calls_per_sample"),
+                busy=self.on_busy,
             )
 
     def _release(self) -> None:
@@ -144,6 +190,7 @@ class TorchCUDABackend(Backend):
             "gpu": torch.cuda.get_device_name(device),
             "host_bound": config.mode == "eager",
             "calls_per_sample": config.option("torch.calls_per_sample"),
+            "tf32": tf32_setting(config.option("torch.allow_tf32")),
         }
         stream = torch.cuda.Stream(device)
         with gpu_memory_errors(config.label()), torch.cuda.device(device), tf32(config.option("torch.allow_tf32")):
@@ -189,9 +236,15 @@ def _compile(
     def call() -> Any:
         return inputs.call(compiled)
 
+    mode = config.option("torch.compile_mode")
+    calls = CUDAGRAPH_COMPILE_CALLS if mode in CUDAGRAPH_COMPILE_MODES else 1
     try:
         with torch.cuda.stream(stream), torch.inference_mode():
-            call()  # compiles: the compile time lands in build_ms
+            for _ in range(calls):
+                call()  # the first compiles (its time lands in build_ms); then cudagraph trees record
+                if stream is not None:
+                    # A device-side error of the compiled code surfaces here, inside the one-line wording.
+                    stream.synchronize()
     except torch.cuda.OutOfMemoryError:
         raise  # gpu_memory_errors words it
     except Exception as exc:  # Inductor/Triton failures (no C compiler, an unsupported op) are long tracebacks
@@ -206,19 +259,23 @@ def _capture_graph(
 ) -> tuple[Any, tuple[Any, ...]]:
     # Warm-up on a side stream before capture, as torch's CUDA-graph docs require: lazy
     # initialisation (cuBLAS handles, workspaces) must not happen inside the capture.
-    side = torch.cuda.Stream(stream.device)
-    side.wait_stream(torch.cuda.current_stream())
+    device = stream.device
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side), torch.inference_mode():
         # The first warm-up call is the module's first: a wrong input name or shape fails here
         # (a device-side error, such as an index out of range, at the synchronise).
         untimed_first_call(lambda: (inputs.call(module), side.synchronize()), inputs, "backend 'torch' mode 'graph'")
         for _ in range(CAPTURE_WARMUP_CALLS - 1):
             inputs.call(module)
-    torch.cuda.current_stream().wait_stream(side)
-    torch.cuda.synchronize()
+    torch.cuda.current_stream(device).wait_stream(side)
+    torch.cuda.synchronize(device)
     graph = torch.cuda.CUDAGraph()
+    # Captured on a stream of the target device: torch's default capture stream is created once,
+    # on whichever device was current then, and a capture on another device's stream fails.
+    capture = torch.cuda.Stream(device)
     try:
-        with torch.inference_mode(), torch.cuda.graph(graph):
+        with torch.inference_mode(), torch.cuda.graph(graph, stream=capture):
             static_out = inputs.call(module)
     except torch.cuda.OutOfMemoryError:
         raise  # not a capture problem: gpu_memory_errors words it
