@@ -273,6 +273,7 @@ def run_child(tool: str, model_dir: Path, cpu: int, quick: bool) -> tuple[dict, 
         capture_output=True,
         text=True,
         check=False,
+        cwd=HERE.parent,  # `-m latbench` then runs the latbench of this checkout, not another editable install
         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
     )
     wall = time.perf_counter() - t0
@@ -342,7 +343,10 @@ def versions_text() -> str:
             out.append(f"{dist} {version(dist)}")
         except PackageNotFoundError:
             out.append(f"{dist} -")
-    return "Versions (one interpreter for every tool, `" + sys.executable + "`): " + ", ".join(out) + "."
+    return (
+        f"Versions (one interpreter for every tool, `{sys.executable}`): {', '.join(out)}; "
+        f"latbench run from `{HERE.parent}`."
+    )
 
 
 def fmt_pct(x: float) -> str:
