@@ -33,7 +33,7 @@ def _command(path: tuple[str, ...]):
 @pytest.mark.parametrize("path", list(MEASURING))
 def test_every_measuring_command_takes_the_shared_options(path):
     flags = {opt for p in _command(path).params for opt in p.opts}
-    protocol = {d.option.param_decls[0] for d in PROTOCOL_OPTIONS}
+    protocol = {d.option.param_decls[0].split("/")[0] for d in PROTOCOL_OPTIONS}
     assert protocol <= flags
     deploy = {d.option.param_decls[0] for d in DEPLOY_OPTIONS} | {"--device"}
     assert deploy <= flags if MEASURING[path] else not (deploy - {"--device"}) & flags
