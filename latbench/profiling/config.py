@@ -568,7 +568,14 @@ class ProtocolConfig:
         pin_threads: Pin a CPU configuration's threads to fixed cores while it is sampled
             (:mod:`latbench.profiling.placement`); the placement is stored with every row.
         busy_ref_spread: A CPU row whose reference workload moved more than this (p10-p90 over
-            its rounds, relative) is marked unstable: the machine's speed changed under it.
+            its rounds, relative) is marked unstable: the machine's speed changed under it. On this
+            project's quiet 2-core VM the reference moves 7% (median; 12.5% at most) within a row's
+            10 rounds by itself (RESULTS, protocol-choice-cpu), hence 15%.
+        busy_ref_spread_run: At the end of a CPU run, a reference that moved more than this over
+            the run's rows (p10-p90 of their ``ref_ms``) is reported: numbers can differ from
+            another run by about that much.
+        busy_other_cores: A CPU row during whose sampling other processes used more than this
+            many cores (``/proc/stat``) is marked unstable: other work shared the machine.
     """
 
     warmup_calls: int = 10
@@ -583,7 +590,9 @@ class ProtocolConfig:
     reference_calls: int = 3
     unstable_iqr_ratio: float = UNSTABLE_IQR_RATIO
     pin_threads: bool = True
-    busy_ref_spread: float = 0.05
+    busy_ref_spread: float = 0.15
+    busy_ref_spread_run: float = 0.05
+    busy_other_cores: float = 0.25
 
     def __post_init__(self) -> None:
         if not isinstance(self.pin_threads, bool):
@@ -609,6 +618,8 @@ class ProtocolConfig:
             ("budget_s", True),
             ("unstable_iqr_ratio", True),
             ("busy_ref_spread", True),
+            ("busy_ref_spread_run", True),
+            ("busy_other_cores", True),
         ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or (positive and value <= 0):

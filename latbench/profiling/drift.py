@@ -81,6 +81,40 @@ def normalise(rows: list[dict[str, Any]], anchor_ms: float) -> None:
             row["ref_anchor_ms"] = anchor_ms
 
 
+def cpu_seconds() -> tuple[float, float, float] | None:
+    """(CPU time every process of the machine has used, in seconds summed over CPUs; this process's own;
+    the wall clock), read together; ``None`` where ``/proc/stat`` is not there. Two readings give the
+    CPU time other processes took in between: the work that shared the machine with a measurement."""
+    import os
+    import time
+
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is already counted in user)
+    ticks = [int(x) for x in fields[1:9]]
+    busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]
+    return busy / os.sysconf("SC_CLK_TCK"), time.process_time(), time.perf_counter()
+
+
+def other_cores(before: tuple[float, ...] | None, after: tuple[float, ...] | None) -> float:
+    """The CPU time other processes used between two :func:`cpu_seconds` readings, in cores.
+
+    NaN when unknown, or when the readings are less than a second apart: ``/proc/stat`` counts
+    in 10-ms ticks, too coarse to say anything about a shorter window."""
+    if before is None or after is None:
+        return math.nan
+    wall = after[2] - before[2]
+    if wall < 1.0:
+        return math.nan
+    other = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, other / wall)
+
+
 def _finite(x: Any) -> bool:
     try:
         return x is not None and math.isfinite(float(x))
@@ -98,7 +132,8 @@ class BusyReport:
         ref_spread: (p10 - p90) / median of the rows' ``ref_ms`` over the run (NaN without rows).
         load_before: 1-minute load average when the run started (``None`` if unknown).
         load_after: ... and when it ended.
-        threshold: The protocol's ``busy_ref_spread``.
+        threshold: The protocol's ``busy_ref_spread_run``.
+        other_cores: The largest CPU use of other processes over the rows' windows, in cores (NaN if unknown).
     """
 
     rows: int
@@ -107,6 +142,7 @@ class BusyReport:
     load_before: float | None
     load_after: float | None
     threshold: float
+    other_cores: float = math.nan
 
     @property
     def busy(self) -> bool:
@@ -119,11 +155,14 @@ class BusyReport:
         load = ""
         if self.load_before is not None and self.load_after is not None:
             load = f", load {self.load_before:.2f} -> {self.load_after:.2f}"
+        other = ""
+        if math.isfinite(self.other_cores):
+            other = f", other processes used up to {self.other_cores:.2f} cores"
         return (
             f"machine busy: the CPU reference workload moved {self.ref_spread:.1%} (p10-p90) over this run "
-            f"(threshold {self.threshold:.1%}{load}); {self.busy_rows} of {self.rows} rows are marked unstable for it. "
-            "Numbers taken now can differ from a quiet run by about that much: profile again on a quiet machine "
-            "(other work stopped), or add --normalise-drift to store each median also at one fixed machine speed."
+            f"(threshold {self.threshold:.1%}{other}{load}); {self.busy_rows} of {self.rows} rows are marked "
+            "unstable for it. Numbers taken now can differ from another run by about that much: profile again "
+            "with other work stopped, or add --normalise-drift to store each median also at one fixed machine speed."
         )
 
 
@@ -137,4 +176,7 @@ def busy_summary(
         p10, p50, p90 = np.percentile(refs, [10, 50, 90])
         spread = float((p90 - p10) / p50) if p50 > 0 else math.nan
     busy_rows = sum("machine busy" in str(r.get("unstable_reasons") or "") for r in rows)
-    return BusyReport(len(refs), busy_rows, spread, load_before, load_after, threshold)
+    others = [float(r["other_cores"]) for r in rows if _finite(r.get("other_cores"))]
+    return BusyReport(
+        len(refs), busy_rows, spread, load_before, load_after, threshold, max(others) if others else math.nan
+    )

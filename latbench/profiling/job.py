@@ -264,7 +264,7 @@ def profile_items(
         after = load_average()
         report.busy = drift.busy_summary(
             report.rows,
-            protocol.busy_ref_spread,
+            protocol.busy_ref_spread_run,
             load_before[0] if load_before else None,
             after[0] if after else None,
         )

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from latbench.errors import LatbenchError
-from latbench.profiling import fingerprint
+from latbench.profiling import drift, fingerprint
 from latbench.profiling.base import Prepared
 from latbench.profiling.config import DeployConfig, ProtocolConfig
 from latbench.profiling.placement import Placement, pinned, plan
@@ -79,6 +79,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     "runtime",
     "ref_ms",
     "ref_spread",
+    "other_cores",
     "placement",
     "samples_ms",
     "sm_clock_busy_mhz",
@@ -99,6 +100,8 @@ class Probe:
     cpu_reference: Callable[[int], list[float]] | None = None  # None: :func:`cpu_reference`
     #: Reads a GPU while it runs the timed calls (a :class:`~latbench.profiling.fingerprint.BusySampler`).
     busy_sampler: Callable[[int], Any] = fingerprint.BusySampler
+    #: (CPU seconds every process used, this process's own, wall s): two readings give the other work meanwhile.
+    cpu_seconds: Callable[[], tuple[float, float, float] | None] = drift.cpu_seconds
 
 
 #: The reference workload: ``_REF_REPEAT`` products of a (128 x 1024) by a (1024 x 1024) fp32 matrix,
@@ -169,6 +172,9 @@ class Measurement:
             per-round medians (NaN with fewer than 3 rounds or no reference). Above the protocol's
             ``busy_ref_spread`` the machine's speed moved while this row was measured: it is unstable.
         placement: Where a CPU configuration's threads ran (:meth:`Placement.to_dict`); ``None`` on a GPU.
+        other_cores: CPU time other processes used while this CPU configuration was warmed up and
+            sampled, in cores (NaN on a GPU, or a window under a second). Above the protocol's
+            ``busy_other_cores`` other work shared the machine: the row is unstable.
         gpu_busy: The GPU read while it ran the timed calls (SM clock, throttle reasons seen;
             :meth:`~latbench.profiling.fingerprint.BusySampler.summary`), ``None`` on the CPU.
     """
@@ -193,6 +199,7 @@ class Measurement:
     ref_ms: float = math.nan
     ref_spread: float = math.nan
     placement: dict[str, Any] | None = None
+    other_cores: float = math.nan
     gpu_busy: dict[str, Any] | None = None
 
     @property
@@ -227,6 +234,7 @@ class Measurement:
             "runtime": self.runtime,
             "ref_ms": self.ref_ms,
             "ref_spread": self.ref_spread,
+            "other_cores": self.other_cores,
             "placement": None if self.placement is None else json.dumps(self.placement, sort_keys=True),
             "samples_ms": list(self.samples_ms),
             "sm_clock_busy_mhz": (self.gpu_busy or {}).get("sm_clock_busy_mhz"),
@@ -254,6 +262,7 @@ class Measurement:
             "info": self.info,
             "ref_ms": None if math.isnan(self.ref_ms) else self.ref_ms,
             "ref_spread": None if math.isnan(self.ref_spread) else self.ref_spread,
+            "other_cores": None if math.isnan(self.other_cores) else self.other_cores,
             "placement": self.placement,
             "gpu_busy": self.gpu_busy,
         }
@@ -282,6 +291,7 @@ class Measurement:
                 info=dict(data.get("info") or {}),
                 ref_ms=math.nan if data.get("ref_ms") is None else float(data["ref_ms"]),
                 ref_spread=math.nan if data.get("ref_spread") is None else float(data["ref_spread"]),
+                other_cores=math.nan if data.get("other_cores") is None else float(data["other_cores"]),
                 placement=data.get("placement"),
                 gpu_busy=data.get("gpu_busy"),
             )
@@ -305,6 +315,7 @@ class _Run:
         self.warmup_calls = 0
         self.stop_reason: str | None = None
         self.refs: list[float] = []  # the reference's median time in each round this run took part in
+        self.other_cores = math.nan  # CPU use of other processes while this run was sampled, in cores
 
     def timed(self, n: int, clock: Callable[[], float]) -> list[float]:
         t0 = clock()
@@ -402,6 +413,7 @@ def _sample(
 ) -> list[Measurement]:
     interleaved = len(runs) > 1
     load_before = probe.load_average()
+    cpu_before = probe.cpu_seconds()
     for run in runs:
         run.warm_up(protocol, clock)
     gpus = sorted({r.gpu_index for r in runs if r.gpu_index is not None})
@@ -426,6 +438,8 @@ def _sample(
             run.rounds += 1
         for run in active:
             run.update(protocol)
+            if run.stop_reason is not None and run.gpu_index is None:
+                run.other_cores = drift.other_cores(cpu_before, probe.cpu_seconds())
         active = [r for r in active if r.stop_reason is None]
     for run in runs:
         run.prepared.on_busy = None
@@ -461,9 +475,15 @@ def unstable_reasons(
     gpu_states: Sequence[dict[str, Any] | None] = (),
     ref_spread: float = math.nan,
     gpu_busy: dict[str, Any] | None = None,
+    other_cores: float = math.nan,
 ) -> list[str]:
     """The reasons a measurement is unstable (empty if it is not)."""
     reasons = []
+    if math.isfinite(other_cores) and other_cores > protocol.busy_other_cores:
+        reasons.append(
+            f"machine busy: other processes used {other_cores:.2f} cores while measured "
+            f"(> {protocol.busy_other_cores:g})"
+        )
     if math.isfinite(ref_spread) and ref_spread > protocol.busy_ref_spread:
         reasons.append(
             f"machine busy: the CPU reference workload moved {ref_spread:.1%} (p10-p90) "
@@ -496,7 +516,15 @@ def _measurement(
     stats = Stats.from_samples(run.samples)
     stop = run.stop_reason or "max_samples"
     spread = reference_spread(run.refs)
-    reasons = unstable_reasons(stats, protocol, stop, (gpu_before, gpu_after), ref_spread=spread, gpu_busy=gpu_busy)
+    reasons = unstable_reasons(
+        stats,
+        protocol,
+        stop,
+        (gpu_before, gpu_after),
+        ref_spread=spread,
+        gpu_busy=gpu_busy,
+        other_cores=run.other_cores,
+    )
     return Measurement(
         config=run.prepared.config,
         runtime=run.prepared.runtime,
@@ -517,6 +545,7 @@ def _measurement(
         info=dict(run.prepared.info),
         ref_ms=float(np.median(run.refs)) if run.refs else math.nan,
         ref_spread=spread,
+        other_cores=run.other_cores,
         placement=placement,
         gpu_busy=gpu_busy,
     )

@@ -142,3 +142,46 @@ def test_bad_profile_and_measure_input_is_one_line(space_file, tmp_path):
     assert_one_line_error(runner.invoke(app, ["measure", "nosuchmodule:make", "--input", "x:1x4"]), "nosuchmodule")
     assert_one_line_error(runner.invoke(app, ["measure", "m.py:f", "--input", "x:1xq"]), "--input")
     assert not Path(out).exists()
+
+
+def test_profile_says_where_it_pins_and_normalises_drift_when_asked(space_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("LATBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "n.parquet"
+    result = runner.invoke(app, profile_args(space_file, out, 2, "--no-blocks", "--normalise-drift"))
+    assert result.exit_code == 0, result.output
+    assert "placement   1 thread pinned to cpu" in result.stdout or "not pinned" in result.stdout
+    assert "median_ms_normalised" in result.stdout
+    df = read_store(out)
+    anchor = json.loads(next((tmp_path / "cache" / "reference").glob("*.json")).read_text())["ref_anchor_ms"]
+    assert (df.ref_anchor_ms == anchor).all()
+    assert (df.median_ms_normalised == df.median_ms * anchor / df.ref_ms).all()
+    placement = json.loads(df.placement.iloc[0])
+    assert placement["threads"] == 1 and json.loads(df.protocol.iloc[0])["min_rounds"] == 10
+    # Without the option the rows carry no correction; --no-pin is recorded.
+    plain = tmp_path / "p.parquet"
+    result = runner.invoke(app, profile_args(space_file, plain, 1, "--no-blocks", "--no-pin"))
+    assert result.exit_code == 0, result.output
+    df = read_store(plain)
+    assert "median_ms_normalised" not in df or df.median_ms_normalised.isna().all()
+    assert json.loads(df.placement.iloc[0])["pinned"] is False
+
+
+def test_profile_warns_with_the_figure_when_the_machine_was_busy(space_file, tmp_path, monkeypatch):
+    import itertools
+
+    import latbench.profiling.protocol as protocol
+
+    speeds = itertools.cycle([5.0, 6.5])  # the machine's speed jumps between rounds (and groups)
+    monkeypatch.setattr(protocol, "cpu_reference", lambda n: [next(speeds)] * n)
+    out = tmp_path / "b.parquet"
+    result = runner.invoke(app, profile_args(space_file, out, 3, "--no-blocks", "--group-size", "1"))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "machine busy: the CPU reference workload moved" in text and "--normalise-drift" in text
+
+
+def test_normalise_drift_is_refused_on_a_gpu_in_one_line(space_file, tmp_path):
+    result = runner.invoke(
+        app, profile_args(space_file, tmp_path / "g.parquet", 1, "--normalise-drift", "--device", "cuda:0")
+    )
+    assert_one_line_error(result, "--normalise-drift")
