@@ -142,9 +142,12 @@ def profile(
             f"drift       medians also stored at the reference speed {report.ref_anchor_ms:.3f} ms of this machine "
             "(median_ms_normalised)"
         )
-    busy = report.busy.message() if report.busy is not None else None
-    if busy:
-        console.print(f"[yellow]warning[/yellow]     {busy}", soft_wrap=True)
+    if report.busy is not None:
+        busy = report.busy.message()
+        if busy:
+            console.print(f"[yellow]warning[/yellow]     {busy}", soft_wrap=True)
+        else:
+            console.print(f"steadiness  {report.busy.figures()}", soft_wrap=True)
     data = "" if runs.is_latest("store", out) else f" --data {out}"
     console.print(f"next        latbench train-predictor{data}")
 

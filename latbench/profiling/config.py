@@ -574,6 +574,10 @@ class ProtocolConfig:
         busy_ref_spread_run: At the end of a CPU run, a reference that moved more than this over
             the run's rows (p10-p90 of their ``ref_ms``) is reported: numbers can differ from
             another run by about that much.
+        busy_round_spread_run: At the end of a CPU run, rows whose own per-round medians moved more
+            than this (p10-p90, the median over the run's rows) are reported the same way: on this
+            project's VM, blocks of rounds that moved less than 4% repeated within 1.5%, those that moved
+            9-12% differed by 5-10% from the next (RESULTS, protocol-choice-cpu).
         busy_other_cores: A CPU row during whose sampling other processes used more than this
             many cores (``/proc/stat``) is marked unstable: other work shared the machine.
     """
@@ -592,6 +596,7 @@ class ProtocolConfig:
     pin_threads: bool = True
     busy_ref_spread: float = 0.15
     busy_ref_spread_run: float = 0.05
+    busy_round_spread_run: float = 0.06
     busy_other_cores: float = 0.25
 
     def __post_init__(self) -> None:
@@ -619,6 +624,7 @@ class ProtocolConfig:
             ("unstable_iqr_ratio", True),
             ("busy_ref_spread", True),
             ("busy_ref_spread_run", True),
+            ("busy_round_spread_run", True),
             ("busy_other_cores", True),
         ):
             value = getattr(self, name)

@@ -124,59 +124,90 @@ def _finite(x: Any) -> bool:
 
 @dataclass(frozen=True)
 class BusyReport:
-    """How much the machine's speed moved over a run, and what the run's rows say about it.
+    """How much the machine moved over a run, and what the run's rows say about it.
 
     Attributes:
         rows: Rows of the run with a reference timing.
-        busy_rows: Rows marked unstable because the reference moved while they were measured.
-        ref_spread: (p10 - p90) / median of the rows' ``ref_ms`` over the run (NaN without rows).
+        busy_rows: Rows marked unstable as measured on a busy machine (other processes, a moving reference).
+        ref_spread: (p90 - p10) / median of the rows' ``ref_ms`` over the run (NaN without rows).
+        round_spread: The median over rows of each row's own ``round_spread`` (NaN if unknown).
         load_before: 1-minute load average when the run started (``None`` if unknown).
         load_after: ... and when it ended.
-        threshold: The protocol's ``busy_ref_spread_run``.
+        ref_threshold: The protocol's ``busy_ref_spread_run``.
+        round_threshold: The protocol's ``busy_round_spread_run``.
         other_cores: The largest CPU use of other processes over the rows' windows, in cores (NaN if unknown).
     """
 
     rows: int
     busy_rows: int
     ref_spread: float
+    round_spread: float
     load_before: float | None
     load_after: float | None
-    threshold: float
+    ref_threshold: float
+    round_threshold: float
     other_cores: float = math.nan
 
     @property
     def busy(self) -> bool:
-        return self.busy_rows > 0 or (math.isfinite(self.ref_spread) and self.ref_spread > self.threshold)
+        return (
+            self.busy_rows > 0
+            or (math.isfinite(self.ref_spread) and self.ref_spread > self.ref_threshold)
+            or (math.isfinite(self.round_spread) and self.round_spread > self.round_threshold)
+        )
+
+    def figures(self) -> str:
+        """The run's figures in one phrase (also printed when the machine was quiet)."""
+        parts = []
+        if math.isfinite(self.round_spread):
+            parts.append(f"each model's rounds moved {self.round_spread:.1%} (median p10-p90)")
+        if math.isfinite(self.ref_spread):
+            parts.append(f"the CPU reference workload {self.ref_spread:.1%} over the run")
+        if math.isfinite(self.other_cores):
+            parts.append(f"other processes used up to {self.other_cores:.2f} cores")
+        if self.load_before is not None and self.load_after is not None:
+            parts.append(f"load {self.load_before:.2f} -> {self.load_after:.2f}")
+        return "; ".join(parts)
 
     def message(self) -> str | None:
-        """One paragraph for the end of a run when the machine was busy; ``None`` when it was quiet."""
+        """One paragraph for the end of a run when the machine moved too much; ``None`` when it did not."""
         if not self.busy:
             return None
-        load = ""
-        if self.load_before is not None and self.load_after is not None:
-            load = f", load {self.load_before:.2f} -> {self.load_after:.2f}"
-        other = ""
-        if math.isfinite(self.other_cores):
-            other = f", other processes used up to {self.other_cores:.2f} cores"
         return (
-            f"machine busy: the CPU reference workload moved {self.ref_spread:.1%} (p10-p90) over this run "
-            f"(threshold {self.threshold:.1%}{other}{load}); {self.busy_rows} of {self.rows} rows are marked "
-            "unstable for it. Numbers taken now can differ from another run by about that much: profile again "
-            "with other work stopped, or add --normalise-drift to store each median also at one fixed machine speed."
+            f"machine busy: {self.figures()} (thresholds {self.round_threshold:.0%} and {self.ref_threshold:.0%}); "
+            f"{self.busy_rows} of {self.rows} rows are marked unstable for other work or a moving reference. "
+            "Numbers taken now can differ from another run by about that much: profile again with other work "
+            "stopped, or add --normalise-drift to store each median also at one fixed machine speed."
         )
 
 
+def _spread(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return math.nan
+    p10, p50, p90 = np.percentile(values, [10, 50, 90])
+    return float((p90 - p10) / p50) if p50 > 0 else math.nan
+
+
 def busy_summary(
-    rows: Sequence[dict[str, Any]], threshold: float, load_before: float | None, load_after: float | None
+    rows: Sequence[dict[str, Any]],
+    ref_threshold: float,
+    round_threshold: float,
+    load_before: float | None,
+    load_after: float | None,
 ) -> BusyReport:
-    """Read a run's rows: the reference's spread over the run and how many rows were marked busy."""
+    """Read a run's rows: how much the reference and the rows' own rounds moved, how many rows were busy."""
     refs = [float(r["ref_ms"]) for r in rows if _finite(r.get("ref_ms"))]
-    spread = math.nan
-    if len(refs) >= 2:
-        p10, p50, p90 = np.percentile(refs, [10, 50, 90])
-        spread = float((p90 - p10) / p50) if p50 > 0 else math.nan
+    rounds = [float(r["round_spread"]) for r in rows if _finite(r.get("round_spread"))]
     busy_rows = sum("machine busy" in str(r.get("unstable_reasons") or "") for r in rows)
     others = [float(r["other_cores"]) for r in rows if _finite(r.get("other_cores"))]
     return BusyReport(
-        len(refs), busy_rows, spread, load_before, load_after, threshold, max(others) if others else math.nan
+        rows=len(refs),
+        busy_rows=busy_rows,
+        ref_spread=_spread(refs),
+        round_spread=float(np.median(rounds)) if rounds else math.nan,
+        load_before=load_before,
+        load_after=load_after,
+        ref_threshold=ref_threshold,
+        round_threshold=round_threshold,
+        other_cores=max(others) if others else math.nan,
     )

@@ -265,6 +265,7 @@ def profile_items(
         report.busy = drift.busy_summary(
             report.rows,
             protocol.busy_ref_spread_run,
+            protocol.busy_round_spread_run,
             load_before[0] if load_before else None,
             after[0] if after else None,
         )

@@ -80,6 +80,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     "ref_ms",
     "ref_spread",
     "other_cores",
+    "round_spread",
     "placement",
     "samples_ms",
     "sm_clock_busy_mhz",
@@ -172,6 +173,10 @@ class Measurement:
             per-round medians (NaN with fewer than 3 rounds or no reference). Above the protocol's
             ``busy_ref_spread`` the machine's speed moved while this row was measured: it is unstable.
         placement: Where a CPU configuration's threads ran (:meth:`Placement.to_dict`); ``None`` on a GPU.
+        round_spread: How much this configuration's own latency moved between its rounds: (p90 - p10) /
+            median of its per-round medians (NaN with fewer than 3 rounds). The rounds are spread over
+            the group's time, so a wide spread says the machine moved while it was measured, and that
+            another run can differ by as much (RESULTS, protocol-choice-cpu).
         other_cores: CPU time other processes used while this CPU configuration was warmed up and
             sampled, in cores (NaN on a GPU, or a window under a second). Above the protocol's
             ``busy_other_cores`` other work shared the machine: the row is unstable.
@@ -200,6 +205,7 @@ class Measurement:
     ref_spread: float = math.nan
     placement: dict[str, Any] | None = None
     other_cores: float = math.nan
+    round_spread: float = math.nan
     gpu_busy: dict[str, Any] | None = None
 
     @property
@@ -235,6 +241,7 @@ class Measurement:
             "ref_ms": self.ref_ms,
             "ref_spread": self.ref_spread,
             "other_cores": self.other_cores,
+            "round_spread": self.round_spread,
             "placement": None if self.placement is None else json.dumps(self.placement, sort_keys=True),
             "samples_ms": list(self.samples_ms),
             "sm_clock_busy_mhz": (self.gpu_busy or {}).get("sm_clock_busy_mhz"),
@@ -263,6 +270,7 @@ class Measurement:
             "ref_ms": None if math.isnan(self.ref_ms) else self.ref_ms,
             "ref_spread": None if math.isnan(self.ref_spread) else self.ref_spread,
             "other_cores": None if math.isnan(self.other_cores) else self.other_cores,
+            "round_spread": None if math.isnan(self.round_spread) else self.round_spread,
             "placement": self.placement,
             "gpu_busy": self.gpu_busy,
         }
@@ -292,6 +300,7 @@ class Measurement:
                 ref_ms=math.nan if data.get("ref_ms") is None else float(data["ref_ms"]),
                 ref_spread=math.nan if data.get("ref_spread") is None else float(data["ref_spread"]),
                 other_cores=math.nan if data.get("other_cores") is None else float(data["other_cores"]),
+                round_spread=math.nan if data.get("round_spread") is None else float(data["round_spread"]),
                 placement=data.get("placement"),
                 gpu_busy=data.get("gpu_busy"),
             )
@@ -316,6 +325,7 @@ class _Run:
         self.stop_reason: str | None = None
         self.refs: list[float] = []  # the reference's median time in each round this run took part in
         self.other_cores = math.nan  # CPU use of other processes while this run was sampled, in cores
+        self.round_medians: list[float] = []  # the median of each round's timed calls
 
     def timed(self, n: int, clock: Callable[[], float]) -> list[float]:
         t0 = clock()
@@ -434,7 +444,9 @@ def _sample(
             if interleaved and protocol.round_warmup_calls:
                 run.timed(protocol.round_warmup_calls, clock)
             n = min(protocol.calls_per_round, protocol.max_samples - len(run.samples))
-            run.samples.extend(run.timed(n, clock))
+            got = run.timed(n, clock)
+            run.samples.extend(got)
+            run.round_medians.append(float(np.median(got)))
             run.rounds += 1
         for run in active:
             run.update(protocol)
@@ -461,7 +473,8 @@ def _sample(
 
 
 def reference_spread(refs: Sequence[float]) -> float:
-    """(p90 - p10) / median of the reference's per-round medians; NaN with fewer than 3 rounds."""
+    """(p90 - p10) / median of per-round medians (of the reference, or of a configuration's own
+    timings); NaN with fewer than 3 rounds."""
     if len(refs) < 3:
         return math.nan
     p10, p50, p90 = np.percentile(np.asarray(refs, dtype=float), [10, 50, 90])
@@ -546,6 +559,7 @@ def _measurement(
         ref_ms=float(np.median(run.refs)) if run.refs else math.nan,
         ref_spread=spread,
         other_cores=run.other_cores,
+        round_spread=reference_spread(run.round_medians),
         placement=placement,
         gpu_busy=gpu_busy,
     )

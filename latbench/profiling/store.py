@@ -101,6 +101,7 @@ KNOWN_EXTRA_COLUMNS: dict[str, pa.DataType] = {
     "wall_s": pa.float64(),
     "ref_ms": pa.float64(),  # the CPU reference workload's median over the row's rounds: the machine's speed
     "ref_spread": pa.float64(),  # how much that reference moved over the row's rounds (p10-p90, relative)
+    "round_spread": pa.float64(),  # (p90-p10)/median of the row's per-round medians: how much it moved
     "other_cores": pa.float64(),  # CPU use of other processes while the row was sampled, in cores
     "placement": pa.string(),  # JSON: threads and the CPUs they were pinned to
     "median_ms_normalised": pa.float64(),  # --normalise-drift: median_ms at the anchor speed of the reference

@@ -210,16 +210,37 @@ def test_a_damaged_anchor_file_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_the_busy_summary_says_so_with_the_figure() -> None:
-    quiet = drift.busy_summary(rows([1.0] * 4, [5.0, 5.01, 5.02, 4.99]), 0.05, 0.2, 1.0)
+    quiet = drift.busy_summary(rows([1.0] * 4, [5.0, 5.01, 5.02, 4.99]), 0.05, 0.06, 0.2, 1.0)
     assert not quiet.busy and quiet.message() is None
+    assert "the CPU reference workload 0.5% over the run" in quiet.figures()
     moving = rows([1.0] * 4, [5.0, 5.5, 6.0, 6.5])
-    moving[0]["unstable_reasons"] = (
-        "machine busy: the CPU reference workload moved 9.0% (p10-p90) > 5.0% while measured"
-    )
-    busy = drift.busy_summary(moving, 0.05, 1.8, 3.2)
+    moving[0]["unstable_reasons"] = "machine busy: other processes used 0.90 cores while measured (> 0.25)"
+    moving[0]["other_cores"] = 0.9
+    busy = drift.busy_summary(moving, 0.05, 0.06, 1.8, 3.2)
     assert busy.busy and busy.busy_rows == 1 and busy.rows == 4
     text = busy.message()
     assert text is not None and "machine busy" in text and f"{busy.ref_spread:.1%}" in text and "1.80 -> 3.20" in text
+    assert "0.90 cores" in text
+    # The rows' own rounds moving is enough, with a steady reference.
+    wobbly = rows([1.0] * 4, [5.0] * 4)
+    for r, spread in zip(wobbly, [0.09, 0.08, 0.10, 0.02]):
+        r["round_spread"] = spread
+    report = drift.busy_summary(wobbly, 0.05, 0.06, None, None)
+    assert report.busy and report.round_spread == pytest.approx(0.085)
+    assert "each model's rounds moved 8.5%" in (report.message() or "")
+
+
+def test_round_spread_is_the_spread_of_the_per_round_medians() -> None:
+    clock = FakeClock()
+    wobble = {0: 1.0, 1: 1.1, 2: 0.9}  # each round of 10 calls 10% faster or slower than the last
+    (m,) = measure_interleaved(
+        [FakePrepared(clock, lambda i: wobble[(i // 10) % 3])],
+        protocol(min_rounds=6),
+        clock=clock,
+        probe=probe(ScriptedReference([1.0])),
+    )
+    assert m.round_spread == pytest.approx(reference_spread([1.0, 1.1, 0.9] * 2))
+    assert m.to_row()["round_spread"] == m.round_spread
 
 
 class ScriptedCpu:
