@@ -38,7 +38,10 @@ def env(as_json: bool = typer.Option(False, "--json", help="Print the fingerprin
         f"cpu         {cpu['model']} ({cpu['arch']}), {cpu['usable_cores']}/{cpu['logical_cores']} cores usable"
     )
     console.print(f"cpu flags   {' '.join(cpu['flags']) or '-'}")
-    console.print(f"threads     {fp.threads} (torch intra-op)")
+    from latbench.profiling.placement import default_threads, plan
+
+    console.print(f"threads     {fp.threads} (torch intra-op default)")
+    console.print(f"measuring   CPU deployments default to {plan(default_threads()).summary()}")
     console.print(f"load avg    {fp.load_avg}")
     console.print(f"python      {fp.python} on {fp.platform}")
     console.print("libraries   " + ", ".join(f"{k} {v}" for k, v in fp.libraries.items()))

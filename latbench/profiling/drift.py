@@ -173,8 +173,9 @@ class BusyReport:
         """One paragraph for the end of a run when the machine moved too much; ``None`` when it did not."""
         if not self.busy:
             return None
+        what = "machine busy" if self.busy_rows else "machine unsteady (no other work seen: its own speed moved)"
         return (
-            f"machine busy: {self.figures()} (thresholds {self.round_threshold:.0%} and {self.ref_threshold:.0%}); "
+            f"{what}: {self.figures()} (thresholds {self.round_threshold:.0%} and {self.ref_threshold:.0%}); "
             f"{self.busy_rows} of {self.rows} rows are marked unstable for other work or a moving reference. "
             "Numbers taken now can differ from another run by about that much: profile again with other work "
             "stopped, or add --normalise-drift to store each median also at one fixed machine speed."

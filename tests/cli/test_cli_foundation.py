@@ -31,7 +31,11 @@ def test_env_works_without_gpu():
     fp = json.loads(result.stdout)
     assert fp["cpu"]["logical_cores"] >= 1 and "torch" in fp["libraries"] and len(fp["env_id"]) == 12
     assert isinstance(fp["gpus"], list)
-    assert run("env").exit_code == 0
+    result = run("env")
+    assert result.exit_code == 0
+    from latbench.profiling.placement import default_threads, plan
+
+    assert f"CPU deployments default to {plan(default_threads()).summary()}" in result.stdout
 
 
 def test_space_show_and_json_is_a_valid_space_file(tmp_path):

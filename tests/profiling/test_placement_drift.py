@@ -26,7 +26,7 @@ from latbench.profiling.placement import (
 from latbench.profiling.protocol import Probe, measure_interleaved, reference_spread
 
 from .test_protocol import FakeClock, FakePrepared, steady
-from .test_protocol_reference import ScriptedReference
+from .test_protocol_reference import ScriptedReference, probe, protocol
 
 needs_affinity = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no sched_setaffinity on this OS")
 
@@ -107,22 +107,6 @@ def test_pinning_moves_every_thread_and_restores_them() -> None:
         stop.set()
         t.join()
     assert seen["main"] == {target} and seen["worker"] == {target}
-
-
-def probe(ref: ScriptedReference) -> Probe:
-    return Probe(load_average=lambda: [0.1, 0.1, 0.1], gpu_state=lambda i: None, cpu_reference=ref)
-
-
-def protocol(**overrides: float) -> ProtocolConfig:
-    base = {
-        "warmup_calls": 1,
-        "warmup_s": 0.0,
-        "min_samples": 10,
-        "calls_per_round": 10,
-        "budget_s": 1e6,
-        "min_rounds": 1,
-    }
-    return ProtocolConfig(**{**base, **overrides})
 
 
 def test_a_row_measured_while_the_reference_moved_is_marked_busy() -> None:
@@ -227,7 +211,7 @@ def test_the_busy_summary_says_so_with_the_figure() -> None:
         r["round_spread"] = spread
     report = drift.busy_summary(wobbly, 0.05, 0.06, None, None)
     assert report.busy and report.round_spread == pytest.approx(0.085)
-    assert "each model's rounds moved 8.5%" in (report.message() or "")
+    assert "machine unsteady" in (report.message() or "") and "each model's rounds moved 8.5%" in report.message()
 
 
 def test_round_spread_is_the_spread_of_the_per_round_medians() -> None:
