@@ -79,7 +79,7 @@ def profile(
     samples: int | None = typer.Option(
         None,
         "--samples",
-        help="How many architectures to sample from the space. Default: 30 on a CPU (about 4 minutes on a "
+        help="How many architectures to sample from the space. Default: 30 on a CPU (about 4.5 minutes on a "
         "2-core machine), 150 on a GPU (about 5 minutes).",
         show_default=False,
     ),
