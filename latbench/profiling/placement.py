@@ -102,13 +102,14 @@ class Placement:
     cpu_set: tuple[int, ...]
     pinned: bool
     why_not: str = ""
+    note: str = ""
 
     def summary(self) -> str:
         """``"1 thread pinned to cpu 1 of 0-1"`` (or why not pinned)."""
         t = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
         of = format_cpu_list(self.cpu_set)
         if self.pinned:
-            return f"{t} pinned to cpu {format_cpu_list(self.cpus)} of {of}"
+            return f"{t} pinned to cpu {format_cpu_list(self.cpus)} of {of}" + (f" ({self.note})" if self.note else "")
         return f"{t}, not pinned ({self.why_not}), cpus {of}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,10 +167,77 @@ def _set_affinity(tids: list[int], cpus: set[int] | dict[int, set[int]]) -> None
             os.sched_setaffinity(tid, mask)
 
 
+def _lock_dir() -> Path:
+    import tempfile
+
+    return Path(os.environ.get("LATBENCH_CPU_LOCK_DIR") or Path(tempfile.gettempdir()) / "latbench-cpus")
+
+
+@contextlib.contextmanager
+def claimed(placement: Placement, sys_cpu: Path = _SYS_CPU) -> Iterator[Placement]:
+    """The placement with its cores claimed from other latbench processes on this machine.
+
+    Two measuring processes on one core measure each other (MEASUREMENT.md), and every process
+    would pick the same last cores by default (local fleet workers, two profiles at once). So each
+    core is claimed with an exclusive lock file while it is measured on; a process whose cores are
+    taken moves to the next free physical cores, from the end of its CPU set. With none free it
+    keeps its cores and says so in ``note``.
+    """
+    if not placement.pinned or not placement.cpus or placement.cpus == placement.cpu_set:
+        yield placement
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield placement
+        return
+    folder = _lock_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        yield placement
+        return
+    want = len(placement.cpus)
+    candidates = list(placement.cpus[::-1]) + [
+        c for c in physical_cores(placement.cpu_set, sys_cpu)[::-1] if c not in placement.cpus
+    ]
+    held: list[tuple[int, Any]] = []
+    try:
+        for cpu in candidates:
+            if len(held) == want:
+                break
+            try:
+                f = open(folder / f"cpu{cpu}.lock", "a+")
+            except OSError:
+                continue
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                continue
+            held.append((cpu, f))
+        if len(held) == want:
+            cpus = tuple(sorted(c for c, _ in held))
+            note = "" if cpus == placement.cpus else "the default cores were taken by another latbench process"
+            yield Placement(placement.threads, cpus, placement.cpu_set, True, note=note)
+        else:
+            yield Placement(
+                placement.threads,
+                placement.cpus,
+                placement.cpu_set,
+                True,
+                note="shared: every core is measured on by another latbench process",
+            )
+    finally:
+        for _, f in held:
+            f.close()
+
+
 @contextlib.contextmanager
 def pinned(placement: Placement) -> Iterator[Placement]:
-    """Pin every thread of this process to ``placement.cpus`` for the duration; restore each
-    thread's previous affinity afterwards. Threads started inside inherit the pinning.
+    """Claim ``placement``'s cores (:func:`claimed`), pin every thread of this process to them for
+    the duration, and restore each thread's previous affinity afterwards. Threads started inside
+    inherit the pinning.
 
     Yields the placement actually in force: a refusal by the OS (a container's cpuset, say)
     gives an unpinned placement with the reason, never an error.
@@ -177,6 +245,13 @@ def pinned(placement: Placement) -> Iterator[Placement]:
     if not placement.pinned or not placement.cpus:
         yield placement
         return
+    with claimed(placement) as actual:
+        with _pinned_to(actual) as in_force:
+            yield in_force
+
+
+@contextlib.contextmanager
+def _pinned_to(placement: Placement) -> Iterator[Placement]:
     tids = _thread_ids()
     before: dict[int, set[int]] = {}
     for tid in tids:

@@ -262,3 +262,21 @@ def test_other_work_needs_a_window_of_a_second_and_proc_stat() -> None:
     assert drift.other_cores((0.0, 0.0, 0.0), (3.0, 2.0, 2.0)) == pytest.approx(0.5)
     real = drift.cpu_seconds()
     assert real is None or (real[0] >= 0 and real[1] >= 0)
+
+
+def test_two_latbench_processes_do_not_measure_on_the_same_core(tmp_path: Path, monkeypatch) -> None:
+    from latbench.profiling.placement import claimed
+
+    monkeypatch.setenv("LATBENCH_CPU_LOCK_DIR", str(tmp_path / "locks"))
+    sys_cpu = fake_topology(tmp_path / "sys", {0: "0", 1: "1", 2: "2"})
+    p = plan(1, cpus=(0, 1, 2), sys_cpu=sys_cpu)
+    assert p.cpus == (2,)
+    # Lock files are per open file: a second claim in this process stands for another process.
+    with claimed(p, sys_cpu) as first, claimed(p, sys_cpu) as second, claimed(p, sys_cpu) as third:
+        assert first.cpus == (2,) and first.note == ""
+        assert second.cpus == (1,) and "taken by another latbench process" in second.note
+        assert third.cpus == (0,)
+        with claimed(p, sys_cpu) as fourth:  # none free: it keeps its core and says so
+            assert fourth.cpus == (2,) and "shared" in fourth.note and "shared" in fourth.summary()
+    with claimed(p, sys_cpu) as again:  # released on exit
+        assert again.cpus == (2,) and again.note == ""
