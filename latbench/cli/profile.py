@@ -229,6 +229,11 @@ def show(
     console.print(f"stable      {pct(s['stable_share'])} ({s['unstable_rows']} unstable rows)")
     console.print(f"median CI   ±{pct(s['median_ci_rel_halfwidth'])} of the median (median over rows)")
     console.print(f"spaces      {', '.join(s['spaces']) or '-'}")
+    for where, n in s["placements"].items():
+        console.print(f"placement   {where} ({n} rows)")
+    if s["round_spread"] is not None:
+        other = "" if s["other_cores_max"] is None else f"; other processes used up to {s['other_cores_max']:.2f} cores"
+        console.print(f"steadiness  each row's rounds moved {pct(s['round_spread'])} (median p10-p90 over rows){other}")
     table = Table(title="deployments")
     table.add_column("deployment", overflow="fold")
     table.add_column("rows", justify="right")

@@ -646,7 +646,33 @@ class ResultStore:
             "median_ci_rel_width": _median_or_none(width),
             "median_ci_rel_halfwidth": _median_or_none(half),
             "envs": envs,
+            **_steadiness(t),
         }
+
+
+def _steadiness(table: pa.Table) -> dict[str, Any]:
+    """Where CPU rows were measured and how steady the machine was: ``placements`` (summary -> rows),
+    ``round_spread`` (median over rows of each row's own round spread), ``other_cores_max``
+    (the most CPU other processes used while a row was sampled); ``None``/empty for stores
+    written before these columns existed."""
+    out: dict[str, Any] = {"placements": {}, "round_spread": None, "other_cores_max": None}
+    if not table.num_rows:
+        return out
+    names = table.column_names
+    if "placement" in names:
+        for text in table.column("placement").to_pylist():
+            if text:
+                try:
+                    summary = json.loads(text).get("summary", "?")
+                except (ValueError, AttributeError):
+                    summary = "?"
+                out["placements"][summary] = out["placements"].get(summary, 0) + 1
+    if "round_spread" in names:
+        out["round_spread"] = _median_or_none(table.column("round_spread"))
+    if "other_cores" in names:
+        values = [v for v in table.column("other_cores").to_pylist() if v is not None and v == v]
+        out["other_cores_max"] = max(values) if values else None
+    return out
 
 
 def _reference_by_env(table: pa.Table) -> dict[str, dict[str, float]]:

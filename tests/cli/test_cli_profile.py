@@ -157,6 +157,12 @@ def test_profile_says_where_it_pins_and_normalises_drift_when_asked(space_file, 
     assert (df.median_ms_normalised == df.median_ms * anchor / df.ref_ms).all()
     placement = json.loads(df.placement.iloc[0])
     assert placement["threads"] == 1 and json.loads(df.protocol.iloc[0])["min_rounds"] == 10
+    shown = runner.invoke(app, ["show", str(out)])
+    assert shown.exit_code == 0, shown.output
+    assert f"placement   {placement['summary']} (2 rows)" in shown.stdout
+    assert "steadiness  each row's rounds moved" in shown.stdout
+    summary = json.loads(runner.invoke(app, ["show", str(out), "--json"]).stdout)
+    assert summary["placements"] == {placement["summary"]: 2} and summary["round_spread"] >= 0
     # Without the option the rows carry no correction; --no-pin is recorded.
     plain = tmp_path / "p.parquet"
     result = runner.invoke(app, profile_args(space_file, plain, 1, "--no-blocks", "--no-pin"))
