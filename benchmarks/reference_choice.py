@@ -1,0 +1,134 @@
+"""Which reference workload follows the models' drift: the protocol's matmuls, or a transformer block?
+
+One trace, as `protocol_choice.py` records it (the default command's 6 bert architectures, round-robin,
+5 timed calls each per round, one thread, pinned), with two reference workloads timed at the start of every
+round, each after one untimed call: the protocol's (:func:`latbench.profiling.protocol.cpu_reference`,
+three 128x1024x1024 fp32 matmuls) and one bert block (hidden 512, 8 heads of 64, MLP 2048, seq 128,
+batch 1). Reported: the correlation of each reference with the models' common drift (10-round bins), and
+the rerun difference of blocks of rounds (consecutive, and the first against the last, minutes apart)
+raw and divided by each reference: what ``--normalise-drift`` would give with it.
+
+    python benchmarks/reference_choice.py --minutes 8 --save trace.npz --write
+    python benchmarks/reference_choice.py --load trace.npz --write      # the tables from a saved trace
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REF_BLOCK = {"family": "bert", "hidden": 512, "layers": [{"heads": 8, "qk_dim": 64, "v_dim": 64, "mlp": 2048}]}
+
+
+def record(minutes: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    import torch
+
+    from latbench.models import block_inputs, build_block, build_model, example_inputs
+    from latbench.profiling.placement import pinned, plan
+    from latbench.profiling.protocol import cpu_reference
+    from latbench.space import Arch, get_space
+
+    torch.set_num_threads(1)
+    archs = list(dict.fromkeys(get_space("bert").sample(seed, n=6)))
+    models = [build_model(a, seed=seed).eval() for a in archs]
+    inputs = [example_inputs(a, 1, 128, seed=seed) for a in archs]
+    ref_arch = Arch.from_dict(REF_BLOCK)
+    block, block_x = build_block(ref_arch, 0, seed=0).eval(), block_inputs(ref_arch, 1, 128, seed=0)
+    samples, matmul, blk = [], [], []
+    with pinned(plan(1)) as where, torch.inference_mode():
+        for m, x in zip(models, inputs):
+            for _ in range(10):
+                m(*x)
+        end = time.time() + 60 * minutes
+        while time.time() < end:
+            matmul.append(float(np.median(cpu_reference(3))))
+            block(*block_x)
+            t = []
+            for _ in range(3):
+                t0 = time.perf_counter_ns()
+                block(*block_x)
+                t.append((time.perf_counter_ns() - t0) / 1e6)
+            blk.append(float(np.median(t)))
+            rnd = []
+            for m, x in zip(models, inputs):
+                m(*x)
+                calls = []
+                for _ in range(5):
+                    t0 = time.perf_counter_ns()
+                    m(*x)
+                    calls.append((time.perf_counter_ns() - t0) / 1e6)
+                rnd.append(calls)
+            samples.append(rnd)
+    return np.asarray(samples), np.asarray(matmul), np.asarray(blk), where.summary()
+
+
+def analyse(s: np.ndarray, refs: dict[str, np.ndarray]) -> list[str]:
+    rounds, archs = s.shape[0], s.shape[1]
+    bins = rounds // 10
+    mb = np.array(
+        [np.median(s[i * 10 : (i + 1) * 10].transpose(1, 0, 2).reshape(archs, -1), axis=1) for i in range(bins)]
+    )
+    common = (mb / np.median(mb, axis=0)).mean(axis=1)
+    lines = [
+        "| reference | correlation with the models' common drift (10-round bins) | blocks of 10 rounds: consecutive, "
+        "mean / worst | first against last | blocks of 20 rounds: consecutive, mean / worst | first against last |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, ref in [("none (raw medians)", None), *refs.items()]:
+        corr = "-"
+        if ref is not None:
+            rb = np.array([np.median(ref[i * 10 : (i + 1) * 10]) for i in range(bins)])
+            corr = f"{np.corrcoef(common, rb)[0, 1]:.2f}"
+        cells = []
+        for block in (10, 20):
+            v = []
+            for b in range(rounds // block):
+                chunk = s[b * block : (b + 1) * block]
+                med = np.array([np.median(chunk[:, a]) for a in range(archs)])
+                if ref is not None:
+                    med = med / np.median(ref[b * block : (b + 1) * block])
+                v.append(med)
+            v = np.array(v)
+            d = np.abs(v[1:] - v[:-1]) / ((v[1:] + v[:-1]) / 2)
+            far = np.abs(v[0] - v[-1]) / ((v[0] + v[-1]) / 2)
+            cells += [f"{100 * d.mean():.2f}% / {100 * d.max(axis=1).mean():.2f}%", f"{100 * far.mean():.2f}%"]
+        lines.append(f"| {name} | {corr} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=8.0)
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--save", type=Path, default=None)
+    ap.add_argument("--load", type=Path, default=None, help="analyse a saved trace instead of recording one")
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    if args.load:
+        data = np.load(args.load)
+        s, matmul, blk = data["samples"], data["r1"], data["r2"]
+        where = "1 thread pinned (as recorded)"
+    else:
+        s, matmul, blk, where = record(args.minutes, args.seed)
+        if args.save:
+            np.savez(args.save, samples=s, r1=matmul, r2=blk)
+    head = (
+        f"Trace: the default command's 6 bert architectures, {len(s)} rounds of 5 calls each, {where}; both "
+        f"references timed at the start of every round (matmul reference {np.median(matmul):.2f} ms, bert block "
+        f"{np.median(blk):.2f} ms, medians)."
+    )
+    body = "\n".join([head, "", *analyse(s, {"matmuls (the protocol's)": matmul, "one bert block": blk})])
+    print(body)
+    if args.write:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _results import write_section
+
+        write_section("reference-choice-cpu", "Which reference workload follows the drift (cpu)", body)
+
+
+if __name__ == "__main__":
+    main()
