@@ -39,6 +39,17 @@ def stat(x: np.ndarray, name: str) -> float:
     return float(np.min(x))
 
 
+def timed_calls(module, inputs: tuple, n: int) -> list[float]:
+    """One untimed call (the protocol's at a switch between configurations), then ``n`` timed ones (ms)."""
+    module(*inputs)
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        module(*inputs)
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
+
+
 def record(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Trace: samples[round, arch, call] (ms), round start times (s), reference per round (ms), placement."""
     import torch
@@ -68,13 +79,7 @@ def record(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray
             torch.set_num_threads(args.threads)
             rnd = []
             for m, x in zip(models, inputs):
-                m(*x)  # the protocol's untimed call at the switch between configurations
-                calls = []
-                for _ in range(args.calls):
-                    t0 = time.perf_counter_ns()
-                    m(*x)
-                    calls.append((time.perf_counter_ns() - t0) / 1e6)
-                rnd.append(calls)
+                rnd.append(timed_calls(m, x, args.calls))
             samples.append(rnd)
     return np.asarray(samples), np.asarray(starts), np.asarray(refs), in_force.summary()
 

@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from protocol_choice import timed_calls  # the sibling script: this one runs as benchmarks/reference_choice.py
+
 REF_BLOCK = {"family": "bert", "hidden": 512, "layers": [{"heads": 8, "qk_dim": 64, "v_dim": 64, "mlp": 2048}]}
 
 
@@ -46,23 +49,8 @@ def record(minutes: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
         end = time.time() + 60 * minutes
         while time.time() < end:
             matmul.append(float(np.median(cpu_reference(3))))
-            block(*block_x)
-            t = []
-            for _ in range(3):
-                t0 = time.perf_counter_ns()
-                block(*block_x)
-                t.append((time.perf_counter_ns() - t0) / 1e6)
-            blk.append(float(np.median(t)))
-            rnd = []
-            for m, x in zip(models, inputs):
-                m(*x)
-                calls = []
-                for _ in range(5):
-                    t0 = time.perf_counter_ns()
-                    m(*x)
-                    calls.append((time.perf_counter_ns() - t0) / 1e6)
-                rnd.append(calls)
-            samples.append(rnd)
+            blk.append(float(np.median(timed_calls(block, block_x, 3))))
+            samples.append([timed_calls(m, x, 5) for m, x in zip(models, inputs)])
     return np.asarray(samples), np.asarray(matmul), np.asarray(blk), where.summary()
 
 
@@ -124,7 +112,6 @@ def main() -> None:
     body = "\n".join([head, "", *analyse(s, {"matmuls (the protocol's)": matmul, "one bert block": blk})])
     print(body)
     if args.write:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from _results import write_section
 
         write_section("reference-choice-cpu", "Which reference workload follows the drift (cpu)", body)

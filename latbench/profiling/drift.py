@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ import numpy as np
 
 from latbench.errors import LatbenchError
 from latbench.io import atomic_write_text
+from latbench.profiling.stats import relative_spread
 
 ANCHOR_SCHEMA = 1
 
@@ -85,9 +88,6 @@ def cpu_seconds() -> tuple[float, float, float] | None:
     """(CPU time every process of the machine has used, in seconds summed over CPUs; this process's own;
     the wall clock), read together; ``None`` where ``/proc/stat`` is not there. Two readings give the
     CPU time other processes took in between: the work that shared the machine with a measurement."""
-    import os
-    import time
-
     try:
         with open("/proc/stat", encoding="ascii") as f:
             fields = f.readline().split()
@@ -182,13 +182,6 @@ class BusyReport:
         )
 
 
-def _spread(values: Sequence[float]) -> float:
-    if len(values) < 2:
-        return math.nan
-    p10, p50, p90 = np.percentile(values, [10, 50, 90])
-    return float((p90 - p10) / p50) if p50 > 0 else math.nan
-
-
 def busy_summary(
     rows: Sequence[dict[str, Any]],
     ref_threshold: float,
@@ -204,7 +197,7 @@ def busy_summary(
     return BusyReport(
         rows=len(refs),
         busy_rows=busy_rows,
-        ref_spread=_spread(refs),
+        ref_spread=relative_spread(refs),
         round_spread=float(np.median(rounds)) if rounds else math.nan,
         load_before=load_before,
         load_after=load_after,

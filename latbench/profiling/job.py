@@ -58,7 +58,6 @@ class ProfileReport:
     env_id: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list)
     busy: Any = None  # a drift.BusyReport of the rows measured in this run (CPU deployments)
-    placement: dict[str, Any] | None = None  # where a CPU deployment's threads ran (placement.Placement)
     ref_anchor_ms: float | None = None  # with normalise_drift: the machine speed the rows were brought to
 
 
@@ -227,7 +226,6 @@ def profile_items(
         report = ProfileReport(out=Path(out), requested=len(items), already_done=len(items) - len(todo))
         env = environment(deploy, store, peaks, protocol)
         report.env_id = env["env_id"]
-        report.placement = env.get("placement")
         anchor = drift.read_anchor(report.env_id) if normalise_drift else None
         from latbench.profiling.peaks import deploy_peaks_key
 

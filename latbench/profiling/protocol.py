@@ -49,7 +49,7 @@ from latbench.profiling import drift, fingerprint
 from latbench.profiling.base import Prepared
 from latbench.profiling.config import DeployConfig, ProtocolConfig
 from latbench.profiling.placement import Placement, pinned, plan
-from latbench.profiling.stats import Stats, ci_converged
+from latbench.profiling.stats import Stats, ci_converged, relative_spread
 
 #: Why sampling of a configuration stopped.
 STOP_REASONS: tuple[str, ...] = ("converged", "budget", "max_samples")
@@ -475,10 +475,7 @@ def _sample(
 def reference_spread(refs: Sequence[float]) -> float:
     """(p90 - p10) / median of per-round medians (of the reference, or of a configuration's own
     timings); NaN with fewer than 3 rounds."""
-    if len(refs) < 3:
-        return math.nan
-    p10, p50, p90 = np.percentile(np.asarray(refs, dtype=float), [10, 50, 90])
-    return float((p90 - p10) / p50) if p50 > 0 else math.nan
+    return relative_spread(refs, min_n=3)
 
 
 def unstable_reasons(

@@ -107,3 +107,11 @@ class Stats:
             ci_low_ms=lo,
             ci_high_ms=hi,
         )
+
+
+def relative_spread(values: Sequence[float], min_n: int = 2) -> float:
+    """(p90 - p10) / median of ``values``: how far they moved, relative; NaN with fewer than ``min_n``."""
+    if len(values) < max(min_n, 1):
+        return math.nan
+    p10, p50, p90 = np.percentile(np.asarray(values, dtype=float), [10, 50, 90])
+    return float((p90 - p10) / p50) if p50 > 0 else math.nan

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from latbench import __version__
 from latbench.errors import LatbenchError
 from latbench.io import atomic_write
+from latbench.profiling.stats import relative_spread
 
 #: Version of the store's layout, written into the file's metadata and checked on read.
 STORE_SCHEMA_VERSION = 1
@@ -683,9 +684,7 @@ def _reference_by_env(table: pa.Table) -> dict[str, dict[str, float]]:
     frame = frame[frame["ref_ms"] > 0]
     out = {}
     for env_id, ref in frame.groupby("env_id")["ref_ms"]:
-        median = float(ref.median())
-        spread = float(ref.quantile(0.9) - ref.quantile(0.1)) / median
-        out[str(env_id)] = {"ref_ms": median, "ref_spread": spread}
+        out[str(env_id)] = {"ref_ms": float(ref.median()), "ref_spread": relative_spread(ref.to_numpy(), min_n=1)}
     return out
 
 
