@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,11 +78,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "x"
 
 
-def store_path(space: str, deploy: Any, runs: str | os.PathLike[str] = RUNS_DIR) -> Path:
+def store_path(
+    space: str,
+    deploy: Any,
+    runs: str | os.PathLike[str] = RUNS_DIR,
+    workloads: Sequence[tuple[int, int | None]] | None = None,
+) -> Path:
     """Where ``profile`` writes a store of ``space`` measured with ``deploy`` (a :class:`DeployConfig`).
 
     Named after the space, the device and the deployment, e.g.
-    ``runs/bert_cpu_torch-eager-fp32-t1_b1_s128.parquet``; backend options add ``-key=value``.
+    ``runs/bert_cpu_torch-eager-fp32-t1_b1_s128.parquet``; backend options add ``-key=value``;
+    a design over several ``workloads`` is named by their ranges (``_b1-32_s64-512``).
     """
     device = deploy.device.replace(":", "")
     dep = [deploy.backend, deploy.mode, deploy.precision]
@@ -92,6 +98,14 @@ def store_path(space: str, deploy: Any, runs: str | os.PathLike[str] = RUNS_DIR)
         dep.append(deploy.cache)
     dep += [f"{k.partition('.')[2]}={v}" for k, v in deploy.options]
     work = f"b{deploy.batch}" + ("" if deploy.seq_len is None else f"_s{deploy.seq_len}")
+    if workloads and len(set(workloads)) > 1:
+
+        def span(values: list[int]) -> str:
+            return str(values[0]) if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
+
+        bs = sorted({b for b, _ in workloads})
+        ss = sorted({s for _, s in workloads if s is not None})
+        work = f"b{span(bs)}" + (f"_s{span(ss)}" if ss else "")
     name = f"{_slug(Path(space).stem)}_{device}_{'-'.join(_slug(str(p)) for p in dep)}_{work}.parquet"
     return Path(runs) / name
 
@@ -349,9 +363,10 @@ def find_predictor(
 ) -> Path:
     """The predictor a command uses when none is given.
 
-    The most recent predictor under ``runs`` trained on ``family`` architectures; else a shipped
-    one (``predictors/``) whose card says it holds on this machine (its device is this machine's
-    hardware) for this workload.
+    The most recent predictor under ``runs`` trained on ``family`` architectures whose workload
+    ranges hold ``batch`` and ``seq_len`` (when given); else a shipped one (``predictors/``)
+    whose card says it holds on this machine (its device is this machine's hardware) for this
+    workload.
 
     Raises:
         LatbenchError: None fits; the message says why each shipped one does not, and what to run.
@@ -363,7 +378,10 @@ def find_predictor(
             card = ModelCard.load(path / "card.json")
         except LatbenchError:
             return False
-        return card.features.get("kind") == "arch" and card.validity_obj().family in (None, family)
+        v = card.validity_obj()
+        if card.features.get("kind") != "arch" or v.family not in (None, family):
+            return False
+        return v.workload_kind(batch, seq_len) != "extrapolation"
 
     found = latest("predictor", runs, accept=trained_on_family)
     if found is not None:

@@ -122,6 +122,12 @@ PROTOCOL_OPTIONS: tuple[_Decl, ...] = (
     _proto("target_rel_ci", "--target-ci", float | None, "Stop at this relative half-width of the median's CI."),
     _proto("min_rounds", "--rounds", int | None, "Interleaved rounds a measurement takes part in at least."),
     _proto("calls_per_round", "--calls-per-round", int | None, "Timed calls per configuration per round."),
+    _proto(
+        "warmup_calls",
+        "--warmup-calls",
+        int | None,
+        "Untimed calls before sampling, at least (and for at least 0.2 s on a CPU, 25 ms on a GPU).",
+    ),
     _Decl(
         "pin",
         "pin_threads",

@@ -82,6 +82,30 @@ def _metrics_table(metrics: Mapping[str, Any], title: str) -> Any:
     return table
 
 
+def _workload_table(rows: list[Mapping[str, Any]], title: str) -> Any:
+    """Metrics per workload (:func:`latbench.predictors.train.workload_metrics`) as a table."""
+    from rich.table import Table
+
+    from latbench.predictors.metrics import Metrics
+
+    table = Table(title=title, title_justify="left")
+    for col in ("batch", "seq", "kind", "archs", "MAPE", "±10%", "Kendall τ", "max APE"):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    for r in rows:
+        m = Metrics.from_dict(r["metrics"])
+        table.add_row(
+            str(r["batch"]),
+            "-" if r["seq_len"] is None else str(r["seq_len"]),
+            str(r["kind"]),
+            str(r["architectures"]),
+            _fmt(m.mape, suffix="%"),
+            _fmt(m.within_10pct, 1, 100, "%"),
+            _fmt(m.kendall_tau, 3),
+            _fmt(m.max_ape, 1, suffix="%"),
+        )
+    return table
+
+
 @import_app.command("hat")
 def import_hat(
     file: Path = typer.Argument(..., help="HAT's latency CSV (latency_dataset/<task>_<cpu|gpu>_<device>_all.csv)."),
@@ -117,13 +141,28 @@ def train_predictor(
     lut: Path | None = typer.Option(None, "--lut", help="Look-up table (latbench-lut JSON) for --model lut-sum."),
     deployment: str | None = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
     param: list[str] = typer.Option([], "--param", help="KEY=VALUE setting of the model (repeatable)."),
-    split: str = typer.Option("0.8,0.1,0.1", "--split", help="Shares of architectures: train,val,test."),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="Shares of architectures: train,val,test. Default: 0.8,0.1,0.1 (0.9,0.1,0 with --test-data).",
+    ),
     max_train_archs: int | None = typer.Option(None, "--max-train-archs", help="Cap on training architectures."),
     max_test_archs: int | None = typer.Option(None, "--max-test-archs", help="Cap on test architectures."),
     force: bool = typer.Option(False, "--force", help="lut-sum: use a table measured elsewhere than the data."),
     drift_correction: float = typer.Option(0.0, "--drift-correction", help=DRIFT_HELP),
+    test_data: Path | None = typer.Option(
+        None,
+        "--test-data",
+        help="Judge on this store (other architectures; other workloads too) instead of a held-out part of --data; "
+        "the split's test share defaults to 0 (0.9,0.1,0). Its metrics go on the card, per workload, each marked "
+        "trained, interpolation or extrapolation.",
+    ),
 ) -> None:
-    """Train a latency predictor (architectures split train/val/test 80/10/10), print its metrics, write DIR."""
+    """Train a latency predictor (architectures split train/val/test 80/10/10), print its metrics, write DIR.
+
+    A store over several workloads (``profile --batch 1,4,16 --seq 64,128,256``) trains one
+    predictor with the workload as input; the card records the workloads and ranges it holds for.
+    """
     from latbench import runs
     from latbench.io import check_dir_path
     from latbench.predictors.base import TRAINABLE
@@ -141,8 +180,15 @@ def train_predictor(
     for name, value in (("--max-train-archs", max_train_archs), ("--max-test-archs", max_test_archs)):
         if value is not None and value < 1:
             raise LatbenchError(name, f"must be >= 1, got {value}")
+    if split is None:
+        split = "0.9,0.1,0" if test_data is not None else "0.8,0.1,0.1"
     fractions = _parse_split(split)
     ds = load_dataset(data, statistic, deployment, drift_correction)
+    held = None
+    if test_data is not None:
+        if ds.kind != "store":
+            raise LatbenchError("--test-data", "applies to result stores, not to an imported table")
+        held = load_dataset(test_data, ds.statistic, deployment, drift_correction)
     result = run_train(
         ds,
         model,
@@ -159,10 +205,15 @@ def train_predictor(
         + (f" --drift-correction {drift_correction:g}" if drift_correction else "")
         + (f" --split {split}" if fractions != (0.8, 0.1, 0.1) else "")
         + (f" --max-train-archs {max_train_archs}" if max_train_archs is not None else "")
-        + (f" --max-test-archs {max_test_archs}" if max_test_archs is not None else ""),
+        + (f" --max-test-archs {max_test_archs}" if max_test_archs is not None else "")
+        + (f" --test-data {shlex.quote(str(test_data))}" if test_data is not None else ""),
+        test_data=held,
     )
     save_trained(result, out)
     console.print(_metrics_table(result.metrics, f"{model} on {data} ({ds.statistic}; {ds.validity.describe()})"))
+    if result.card.workload_metrics:
+        where = test_data if test_data is not None else "the test part"
+        console.print(_workload_table(result.card.workload_metrics, f"per workload, on {where}"))
     report = getattr(getattr(result.predictor, "model", None), "report", None)
     if model == "lut-sum" and report is not None:
         console.print(_lut_sum_report(result.predictor.model))  # type: ignore[attr-defined]
@@ -297,7 +348,7 @@ def _workload_problems(validity: Any, batch: int | None, seq_len: int | None) ->
     for key, value in (("batch", batch), ("seq_len", seq_len)):
         rng = None if validity is None else validity.workload.get(key)
         if value is not None and rng is not None and not rng[0] <= value <= rng[1]:
-            problems.append(f"{key} {value} lies outside the predictor's {rng[0]}..{rng[1]}")
+            problems.append(f"{key} {value} lies outside the predictor's {rng[0]}..{rng[1]} (extrapolation)")
     return problems
 
 
@@ -327,8 +378,11 @@ def _predict_arch(pred: Any, arch_value: str, batch: int | None, seq: int | None
     _note_forced(problems)
     p = pred.predict_archs([a], batch=b, seq_len=s)
     where = f"batch {b}" + (f", seq {s}" if s is not None else "")
+    kind = validity.workload_kind(b, s) if validity is not None else "unknown"
+    note = {"interpolation": " (between the workloads trained on)", "extrapolation": " (extrapolation, forced)"}
     console.print(
         f"{p.ms[0]:.4g} ms (interval {p.low_ms[0]:.4g} to {p.high_ms[0]:.4g} ms) for {a.describe()} at {where}"
+        + note.get(kind, "")
     )
 
 
@@ -348,8 +402,19 @@ def evaluate_predictor(
     pred = _load(predictor)
     ds = load_dataset_for(pred, data, statistic, deployment, drift_correction)
     _note_forced(check_data(pred, ds, force))
-    metrics, _ = run_evaluate(pred, ds, force=True)
+    metrics, prediction = run_evaluate(pred, ds, force=True)
+    per_workload = None
+    if ds.kind == "store" and pred.validity is not None:
+        from latbench.predictors.train import workload_metrics
+
+        per_workload = workload_metrics(pred.validity, ds.frame, prediction.ms, ds.target_ms)
+        per_workload = per_workload if len(per_workload) > 1 else None
     if as_json:
-        typer.echo(json.dumps(metrics.to_dict(), indent=2))
+        out = metrics.to_dict()
+        if per_workload:
+            out = {**out, "workloads": per_workload}
+        typer.echo(json.dumps(out, indent=2))
         return
     console.print(_metrics_table({"all": metrics}, f"{pred.name} predictor {predictor} on {data} ({ds.statistic})"))
+    if per_workload:
+        console.print(_workload_table(per_workload, "per workload"))

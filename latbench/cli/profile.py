@@ -26,6 +26,21 @@ from latbench.errors import LatbenchError
 __all__ = ["BATCH", "DEVICE", "build_lut", "measure", "profile", "progress_bar", "show"]
 
 
+def parse_int_list(text: str, flag: str) -> list[int]:
+    """``"8"`` or ``"1,2,4"`` as positive integers, in the order given (a one-line error naming ``flag``)."""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            value = int(part)
+        except ValueError:
+            raise LatbenchError(flag, f"expected an integer or a comma-separated list of them, got {text!r}") from None
+        if value < 1:
+            raise LatbenchError(flag, f"must be >= 1, got {value}")
+        out.append(value)
+    return list(dict.fromkeys(out))
+
+
 def _describe_row(row: dict[str, Any]) -> str:
     return f"{row['scope']} {row['median_ms']:.3f} ms" + (" (unstable)" if row["unstable"] else "")
 
@@ -72,9 +87,21 @@ def progress_bar(title: str, describe: Any = _describe_row) -> tuple[Any, Any]:
 def profile(
     space: str = typer.Option("bert", "--space", help="Preset (bert, vit, gpt) or a space JSON file."),
     deployment: DeployOptions = DEPLOYMENT,
-    batch: int = BATCH,
-    seq: int | None = typer.Option(
-        None, "--seq", help="Sequence length (bert, gpt; default 128); vit takes its image size."
+    batch: str = typer.Option(
+        "1",
+        "--batch",
+        help="Batch size, or a list (1,2,4,8,16,32): a design over workloads (see --workloads-per-arch).",
+    ),
+    seq: str | None = typer.Option(
+        None,
+        "--seq",
+        help="Sequence length (bert, gpt; default 128), or a list (64,128,256,512); vit takes its image size.",
+    ),
+    workloads_per_arch: int = typer.Option(
+        2,
+        "--workloads-per-arch",
+        help="With several batches or sequence lengths: the workloads of the grid (batch x seq) each architecture "
+        "is measured at, balanced over the grid (0: all).",
     ),
     samples: int | None = typer.Option(
         None,
@@ -108,14 +135,25 @@ def profile(
     from latbench.space import get_space
 
     sp = get_space(space)
-    if seq is None:
-        seq = runs.default_seq(sp.family, dict(sp.extras).get("max_seq_len"))
-    deploy = deployment.config(batch, seq)
+    batches = parse_int_list(batch, "--batch")
+    seqs: list[int | None] = (
+        [runs.default_seq(sp.family, dict(sp.extras).get("max_seq_len"))]
+        if seq is None
+        else parse_int_list(seq, "--seq")  # type: ignore[list-item]
+    )
+    workloads = [(b, s) for b in batches for s in seqs]
+    deploy = deployment.config(batches[0], seqs[0])
     proto = protocol.config()
     n = samples if samples is not None else runs.default_samples(deploy.device)
-    out = out if out is not None else runs.store_path(sp.name, deploy)
+    out = out if out is not None else runs.store_path(sp.name, deploy, workloads=workloads)
     progress, on_progress = progress_bar("profile")
     console.print(f"deployment  {deploy.label()}")
+    if len(workloads) > 1:
+        k = len(workloads) if workloads_per_arch in (0,) or workloads_per_arch >= len(workloads) else workloads_per_arch
+        console.print(
+            f"workloads   batch {','.join(map(str, batches))} x seq {','.join(map(str, seqs))}: "
+            f"{k} of {len(workloads)} per architecture, balanced"
+        )
     if deploy.device_type == "cpu":
         from latbench.profiling.placement import plan
 
@@ -132,6 +170,8 @@ def profile(
             group_size=group_size,
             normalise_drift=normalise_drift,
             on_progress=on_progress,
+            workloads=workloads,
+            workloads_per_arch=workloads_per_arch,
         )
     console.print(
         f"wrote {report.measured} rows to {out} ({report.already_done} already there, "

@@ -35,6 +35,9 @@ class ModelCard:
         latbench_version: The version that trained it.
         created: UTC time of training (ISO 8601).
         command: The command that rebuilds it, when known.
+        workload_metrics: Test metrics per workload (data over several workloads), each with its
+            ``batch``, ``seq_len``, ``kind`` (``trained``, ``interpolation`` between the workloads
+            trained on, ``extrapolation`` beyond them) and :class:`~latbench.predictors.metrics.Metrics`.
     """
 
     model: str
@@ -51,6 +54,7 @@ class ModelCard:
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     command: str | None = None
     schema_version: int = CARD_SCHEMA_VERSION
+    workload_metrics: list[dict[str, Any]] | None = None
 
     def metrics_of(self, part: str) -> Metrics | None:
         """The metrics of one part (``train``, ``val``, ``test``), or None if it was empty."""
@@ -78,17 +82,26 @@ class ModelCard:
         unknown = sorted(set(data) - names - {"format"})
         if unknown:
             raise LatbenchError(where, f"unknown key {unknown[0]!r}")
-        required = [f.name for f in fields(cls) if f.name not in ("created", "command", "schema_version")]
+        required = [
+            f.name for f in fields(cls) if f.name not in ("created", "command", "schema_version", "workload_metrics")
+        ]
         missing = [k for k in required if k not in data]
         if missing:
             raise LatbenchError(where, f"missing key {missing[0]!r}")
         for key in ("config", "features", "training_data", "validity", "split", "metrics"):
             if not isinstance(data[key], Mapping):
                 raise LatbenchError(where, f"{key}: expected an object")
+        wm = data.get("workload_metrics")
+        if wm is not None and not (
+            isinstance(wm, list) and all(isinstance(w, Mapping) and isinstance(w.get("metrics"), Mapping) for w in wm)
+        ):
+            raise LatbenchError(where, "workload_metrics: expected a list of {batch, seq_len, kind, metrics}")
         card = cls(**{k: data[k] for k in names if k in data})
         card.validity_obj()
         for part in card.metrics:
             card.metrics_of(part)
+        for w in wm or []:
+            Metrics.from_dict(w["metrics"], "card.workload_metrics")
         return card
 
     def save(self, path: str | os.PathLike[str]) -> Path:

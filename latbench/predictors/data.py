@@ -79,6 +79,8 @@ class Validity:
         dims: Ranges of the architectures' dimensions seen (stores), ``{"hidden": [lo, hi],
             "layers": ..., "heads": ..., "qk_dim": ..., "v_dim": ..., "mlp": ...}``; beyond them a
             prediction is an extrapolation (:meth:`dim_problems`). Empty when unknown.
+        workloads: The (batch, seq_len) points measured (stores); a workload inside ``workload``'s
+            ranges but not among them is an interpolation (:meth:`workload_kind`).
     """
 
     source: str
@@ -90,6 +92,7 @@ class Validity:
     spaces: tuple[str, ...] = ()
     task: str | None = None
     dims: dict[str, list[int]] = field(default_factory=dict)
+    workloads: tuple[tuple[int, int | None], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,13 +105,18 @@ class Validity:
             "spaces": list(self.spaces),
             "task": self.task,
             **({"dims": {k: [int(x) for x in v] for k, v in self.dims.items()}} if self.dims else {}),
+            **(
+                {"workloads": [[int(b), None if s is None else int(s)] for b, s in self.workloads]}
+                if self.workloads
+                else {}
+            ),
         }
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "validity") -> Validity:
         if not isinstance(data, Mapping):
             raise LatbenchError(where, "expected an object")
-        allowed = {"source", "device", "deploy", "workload", "env_ids", "family", "spaces", "task", "dims"}
+        allowed = {"source", "device", "deploy", "workload", "env_ids", "family", "spaces", "task", "dims", "workloads"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise LatbenchError(where, f"unknown key {unknown[0]!r}")
@@ -128,6 +136,12 @@ class Validity:
             if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)):
                 raise LatbenchError(where, f"dims.{k}: expected [low, high]")
             dims[k] = [int(v[0]), int(v[1])]
+        points = data.get("workloads", [])
+        if not isinstance(points, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) and (p[1] is None or isinstance(p[1], int))
+            for p in points
+        ):
+            raise LatbenchError(where, "workloads: expected a list of [batch, seq_len]")
         return cls(
             source=data["source"],
             device=data.get("device"),
@@ -138,7 +152,21 @@ class Validity:
             spaces=tuple(data.get("spaces", ())),
             task=data.get("task"),
             dims=dims,
+            workloads=tuple((int(b), None if q is None else int(q)) for b, q in points),
         )
+
+    def workload_kind(self, batch: int | None, seq_len: int | None) -> str:
+        """``trained`` (a workload measured), ``interpolation`` (inside the ranges measured) or
+        ``extrapolation`` (beyond them); ``unknown`` when the validity records no workload."""
+        if not self.workload:
+            return "unknown"
+        for key, value in (("batch", batch), ("seq_len", seq_len)):
+            rng = self.workload.get(key)
+            if value is not None and rng is not None and not rng[0] <= value <= rng[1]:
+                return "extrapolation"
+        if not self.workloads or (batch, seq_len) in self.workloads:
+            return "trained"
+        return "interpolation"
 
     def dim_problems(
         self, ranges: Mapping[str, Sequence[int]], what: str = "the architecture", tolerance: float = DIM_TOLERANCE
@@ -200,7 +228,9 @@ class Validity:
             if key in self.workload:
                 plo, phi = self.workload[key]
                 if lo < plo or hi > phi:
-                    problems.append(f"the data's {key} {lo}..{hi} lies outside the predictor's {plo}..{phi}")
+                    problems.append(
+                        f"the data's {key} {lo}..{hi} lies outside the predictor's {plo}..{phi} (extrapolation)"
+                    )
         if self.family is not None and data.family is not None and self.family != data.family:
             problems.append(f"the predictor is for {self.family} models, the data holds {data.family} models")
         return problems
@@ -362,6 +392,21 @@ def _workload_ranges(frame: Any) -> dict[str, list[int]]:
     return out
 
 
+def _workload_points(frame: Any) -> tuple[tuple[int, int | None], ...]:
+    import pandas as pd
+
+    if "batch" not in frame.columns:
+        return ()
+    b = pd.to_numeric(frame["batch"], errors="coerce")
+    s = (
+        pd.to_numeric(frame["seq_len"], errors="coerce")
+        if "seq_len" in frame.columns
+        else pd.Series(np.nan, frame.index)
+    )
+    points = {(int(x), None if not np.isfinite(y) else int(y)) for x, y in zip(b, s) if np.isfinite(x)}
+    return tuple(sorted(points, key=lambda p: (p[0], -1 if p[1] is None else p[1])))
+
+
 def _store_dims(arch_jsons: list[str], where: str) -> dict[str, list[int]]:
     from latbench.space.arch import Arch
 
@@ -460,6 +505,7 @@ def load_store_dataset(
         device=next(iter(names)) if names else None,
         deploy=deploy,
         workload=_workload_ranges(frame),
+        workloads=_workload_points(frame),
         env_ids=env_ids,
         family=next(iter(families)),
         spaces=tuple(sorted(frame["space"].astype(str).unique())),

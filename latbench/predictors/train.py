@@ -107,6 +107,7 @@ def train_predictor(
     features: FeatureSpec | None = None,
     force: bool = False,
     command: str | None = None,
+    test_data: Dataset | None = None,
 ) -> TrainResult:
     """Split a data set by architecture, fit a predictor on log latency, and judge it.
 
@@ -121,6 +122,10 @@ def train_predictor(
         features: The feature set (default: :func:`default_feature_spec`).
         force: Use a look-up table measured elsewhere than the data (lut-sum).
         command: The command that rebuilds the predictor, for its card.
+        test_data: Judge on these rows (other architectures, other workloads: a held-out store)
+            instead of a test part of ``dataset`` (whose test fraction must then be 0). Its rows at
+            workloads beyond those trained on are judged per workload (flagged ``extrapolation``)
+            but left out of the ``test`` metrics.
     """
     from latbench import __version__
 
@@ -136,6 +141,18 @@ def train_predictor(
         if lut is not None:
             raise LatbenchError("--lut", f"only the lut-sum predictor uses a look-up table, not {model}")
         predictor = create_predictor(model, config, features or default_feature_spec(dataset))
+    if test_data is not None:
+        if fractions[2] > 0:
+            raise LatbenchError("--test-data", "judges on another data set: give --split with a test share of 0")
+        _check_kind(predictor, test_data)
+        shared = np.intersect1d(np.unique(dataset.groups), np.unique(test_data.groups))
+        if shared.size:
+            raise LatbenchError("--test-data", f"shares {shared.size} architecture(s) with the training data")
+        from dataclasses import replace
+
+        problems = dataset.validity.mismatches(replace(test_data.validity, workload={}))
+        if problems and not force:
+            raise LatbenchError("--test-data", f"{problems[0]}; use --force to judge on it anyway")
     split = grouped_split(dataset.groups, seed, fractions, max_train_archs, max_test_archs)
     if split.train.size == 0:
         raise LatbenchError(dataset.path, "no training rows after the split")
@@ -149,6 +166,7 @@ def train_predictor(
 
     metrics: dict[str, Metrics] = {}
     test_pred = np.zeros(0)
+    test_frame, test_y = dataset.frame.iloc[split.test], y[split.test]
     for part in ("train", "val", "test"):
         idx = getattr(split, part)
         if idx.size:
@@ -156,6 +174,20 @@ def train_predictor(
             metrics[part] = compute_metrics(pred, y[idx])
             if part == "test":
                 test_pred = pred
+    by_workload = None
+    if test_data is not None:
+        test_frame, test_y = test_data.frame, test_data.target_ms
+        all_pred = predictor.predict(predictor.featurize(test_frame))
+        kinds = workload_kinds(dataset.validity, test_frame)
+        inside = kinds != "extrapolation"
+        if inside.any():
+            metrics["test"] = compute_metrics(all_pred[inside], test_y[inside])
+        test_pred, test_y = all_pred[inside], test_y[inside]
+        by_workload = workload_metrics(dataset.validity, test_frame, all_pred, test_data.target_ms)
+    elif split.test.size:
+        by_workload = workload_metrics(dataset.validity, test_frame, test_pred, test_y)
+    if by_workload is not None and len(by_workload) < 2 and test_data is None:
+        by_workload = None  # one workload: the test metrics say it all
     card = ModelCard(
         model=predictor.name,
         config=predictor.config.to_dict(),
@@ -186,16 +218,62 @@ def train_predictor(
         fit_seconds=round(fit_seconds, 3),
         latbench_version=__version__,
         command=command,
+        workload_metrics=by_workload,
     )
+    if test_data is not None:
+        card.split["test_data"] = {
+            "path": test_data.path,
+            "sha256": test_data.sha256,
+            "rows": len(test_data),
+            "architectures": test_data.n_groups,
+        }
     return TrainResult(
         predictor=predictor,
         dataset=dataset,
         split=split,
         metrics=metrics,
         card=card,
-        test_measured_ms=y[split.test],
+        test_measured_ms=test_y,
         test_predicted_ms=test_pred,
     )
+
+
+def workload_kinds(validity: Any, frame: Any) -> np.ndarray:
+    """Per row of ``frame``: ``trained``, ``interpolation`` or ``extrapolation`` (:meth:`Validity.workload_kind`)."""
+    batch, seq = _row_workloads(frame)
+    return np.array([validity.workload_kind(b, q) for b, q in zip(batch, seq)], dtype=object)
+
+
+def _row_workloads(frame: Any) -> tuple[list[int | None], list[int | None]]:
+    import pandas as pd
+
+    def col(name: str) -> list[int | None]:
+        if name not in frame.columns:
+            return [None] * len(frame)
+        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64)
+        return [int(v) if np.isfinite(v) else None for v in values]
+
+    return col("batch"), col("seq_len")
+
+
+def workload_metrics(validity: Any, frame: Any, predicted_ms: Any, measured_ms: Any) -> list[dict[str, Any]]:
+    """Metrics per workload (batch, seq_len) of the rows of ``frame``, each with its kind relative to ``validity``."""
+    batch, seq = _row_workloads(frame)
+    pred, meas = np.asarray(predicted_ms), np.asarray(measured_ms)
+    keys = list(zip(batch, seq))
+    out = []
+    for key in sorted(set(keys), key=lambda k: (k[0] or 0, k[1] or 0)):
+        idx = np.array([k == key for k in keys])
+        out.append(
+            {
+                "batch": key[0],
+                "seq_len": key[1],
+                "kind": validity.workload_kind(*key),
+                "architectures": int(idx.sum()),
+                "metrics": compute_metrics(pred[idx], meas[idx]).to_dict(),
+            }
+        )
+    return out
 
 
 def save_trained(result: TrainResult, directory: str | os.PathLike[str], plot: bool = True) -> Path:

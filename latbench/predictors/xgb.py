@@ -72,6 +72,11 @@ class XGBoostConfig(PredictorConfig):
         interval_low, interval_high: Quantiles of the interval.
         interval_learning_rate: Learning rate of the quantile booster.
         n_jobs: Threads for fitting and predicting (0: all usable cores).
+        num_parallel_tree: Trees grown per round and averaged (xgboost's boosted random forest;
+            with ``subsample`` < 1 each sees other rows: bagging inside the booster).
+        monotone: Constrain the trees (what they add to the base) so that no feature that counts
+            work (widths, layers, FLOPs, bytes, the workload) lowers the predicted latency as it
+            grows; only the arithmetic intensity is left free.
     """
 
     n_estimators: int = 3000
@@ -90,8 +95,13 @@ class XGBoostConfig(PredictorConfig):
     interval_high: float = 0.95
     interval_learning_rate: float = 0.1
     n_jobs: int = 0
+    num_parallel_tree: int = 1
+    monotone: bool = False
 
     def __post_init__(self) -> None:
+        check_positive(self, "num_parallel_tree")
+        if not isinstance(self.monotone, bool):
+            raise LatbenchError("monotone", f"expected true or false, got {self.monotone!r}")
         check_positive(self, "n_estimators", "rounds_without_validation", "learning_rate", "max_depth")
         check_positive(self, "early_stopping_rounds", "interval_learning_rate")
         if self.objective not in OBJECTIVES:
@@ -150,7 +160,16 @@ class XGBoostPredictor(Predictor):
             "seed": int(seed),
             "nthread": self._threads(),
             "verbosity": 0,
+            **({"num_parallel_tree": c.num_parallel_tree} if c.num_parallel_tree > 1 else {}),
         }
+
+    def _monotone(self) -> dict[str, Any]:
+        """xgboost's ``monotone_constraints`` for :attr:`XGBoostConfig.monotone` (arch features only)."""
+        spec = self._spec()
+        if not self.config.monotone or spec.kind != "arch":
+            return {}
+        signs = ",".join("0" if col == "intensity" else "1" for col in spec.columns)
+        return {"monotone_constraints": f"({signs})"}
 
     def _train(self, params: dict[str, Any], dtrain: Any, dval: Any | None, metric: str) -> Any:
         xgb = import_xgboost()
@@ -192,7 +211,7 @@ class XGBoostPredictor(Predictor):
             xv = check_matrix(x_val, spec.n_features, "validation features")
             yv = log_target(y_val_ms)
             dval = xgb.DMatrix(xv, label=yv, base_margin=self._margin(xv))
-        point_params = {**self._params(seed), "objective": OBJECTIVES[c.objective]}
+        point_params = {**self._params(seed), **self._monotone(), "objective": OBJECTIVES[c.objective]}
         metric = "mae" if c.objective == "absolute" else "rmse"
         self._point = self._train(point_params, dtrain, dval, metric)
         quantile_params = {

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +31,31 @@ from latbench.space import Arch, SearchSpace
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One thing to measure: a whole model (``block_index`` -1) or one block of an architecture."""
+    """One thing to measure: a whole model (``block_index`` -1) or one block of an architecture.
+
+    ``workload`` (batch, seq_len) overrides the deployment's, so that one run can measure a design
+    over (architecture, batch, seq) with its workloads interleaved in the same rounds.
+    """
 
     arch: Arch
     scope: str
     block_index: int
+    workload: tuple[int, int | None] | None = None
+
+    def deploy_for(self, deploy: DeployConfig) -> DeployConfig:
+        """``deploy`` at this item's workload (unchanged when the item has none)."""
+        if self.workload is None:
+            return deploy
+        return replace(deploy, batch=self.workload[0], seq_len=self.workload[1])
 
     def key(self, deploy: DeployConfig) -> MeasurementKey:
-        return (self.arch.to_json(), self.scope, self.block_index, deploy.key(), deploy.batch, deploy.seq_len)
+        d = self.deploy_for(deploy)
+        return (self.arch.to_json(), self.scope, self.block_index, d.key(), d.batch, d.seq_len)
 
     def label(self) -> str:
         part = "model" if self.scope == "model" else f"block {self.block_index}"
+        if self.workload is not None:
+            part += f" at batch {self.workload[0]}" + (f", seq {self.workload[1]}" if self.workload[1] else "")
         return f"{self.arch.describe()} / {part}"
 
 
@@ -61,20 +75,55 @@ class ProfileReport:
     ref_anchor_ms: float | None = None  # with normalise_drift: the machine speed the rows were brought to
 
 
-def work_items(archs: Sequence[Arch], blocks: bool) -> list[WorkItem]:
-    """The model of each architecture and, with ``blocks``, the first block of each distinct layer spec."""
+def work_items(
+    archs: Sequence[Arch], blocks: bool, workloads: Sequence[Sequence[tuple[int, int | None]]] | None = None
+) -> list[WorkItem]:
+    """The model of each architecture and, with ``blocks``, the first block of each distinct layer spec.
+
+    ``workloads`` (one list per architecture, from :func:`workload_design`): measure each
+    architecture at those (batch, seq_len) instead of the deployment's workload.
+    """
     from latbench.models import distinct_blocks
 
     items: list[WorkItem] = []
     seen: set[Arch] = set()
-    for arch in archs:
+    for i, arch in enumerate(archs):
         if arch in seen:  # a space may sample the same architecture twice; it is measured once
             continue
         seen.add(arch)
-        items.append(WorkItem(arch, "model", -1))
-        if blocks:
-            items.extend(WorkItem(arch, "block", i) for i in distinct_blocks(arch))
+        for w in workloads[i] if workloads is not None else [None]:  # type: ignore[list-item]
+            items.append(WorkItem(arch, "model", -1, w))
+            if blocks:
+                items.extend(WorkItem(arch, "block", b, w) for b in distinct_blocks(arch))
     return items
+
+
+def workload_design(
+    n_archs: int, workloads: Sequence[tuple[int, int | None]], per_arch: int, seed: int
+) -> list[list[tuple[int, int | None]]]:
+    """Which workloads each of ``n_archs`` architectures is measured at: a balanced random design.
+
+    Every architecture gets ``per_arch`` distinct workloads of the grid (``0`` or more than the
+    grid: all of them); each pick takes the workloads measured least so far, ties broken at random
+    (seeded), so every workload ends with the same number of architectures, give or take one, and
+    no workload is tied to a slice of the space.
+    """
+    grid = list(dict.fromkeys(workloads))
+    if not grid:
+        raise LatbenchError("--batch/--seq", "no workload to measure")
+    if per_arch < 0:
+        raise LatbenchError("--workloads-per-arch", f"must be >= 0, got {per_arch}")
+    k = len(grid) if per_arch == 0 or per_arch >= len(grid) else per_arch
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    counts = np.zeros(len(grid))
+    design = []
+    for _ in range(n_archs):
+        order = np.lexsort((rng.random(len(grid)), counts))[:k]
+        counts[order] += 1
+        design.append([grid[j] for j in sorted(order.tolist())])
+    return design
 
 
 def check_workload(space_family: str, deploy: DeployConfig) -> None:
@@ -88,6 +137,7 @@ def check_workload(space_family: str, deploy: DeployConfig) -> None:
 def _build(item: WorkItem, deploy: DeployConfig, seed: int) -> tuple[Any, Any]:
     from latbench.models import block_inputs, build_block, build_model, example_inputs
 
+    deploy = item.deploy_for(deploy)
     if item.scope == "model":
         return build_model(item.arch, seed=seed), example_inputs(item.arch, deploy.batch, deploy.seq_len, seed=seed)
     return build_block(item.arch, item.block_index, seed=seed), block_inputs(
@@ -112,6 +162,7 @@ def measurement_row(
     protocol: ProtocolConfig | None = None,
 ) -> dict[str, Any]:
     """One store row: identity, deployment, workload, statistics, the protocol, cost and roofline."""
+    deploy = item.deploy_for(deploy)
     cost = _cost(item, deploy)
     roofline_ms = None
     if peaks and peaks.get("peak_flops") and peaks.get("peak_bytes_per_s"):
@@ -151,8 +202,6 @@ def environment(
 ) -> dict[str, Any]:
     """This machine's fingerprint, with attainable peaks (measured once per environment and kept in the store)
     and, on the CPU, where the measuring threads run (``placement``, from the protocol's pinning choice)."""
-    from dataclasses import replace
-
     from latbench.profiling.fingerprint import collect
     from latbench.profiling.peaks import deploy_peaks_key, device_peaks
     from latbench.profiling.placement import plan
@@ -291,12 +340,15 @@ def measure_group(
     from latbench.profiling.base import get_backend
     from latbench.profiling.protocol import measure_interleaved
 
-    backend = backend or get_backend(deploy)
+    backends = {deploy.key(): backend or get_backend(deploy)}  # one per workload of the group
     prepared = []
     try:
         for it in group:
+            at = it.deploy_for(deploy)
+            if at.key() not in backends:
+                backends[at.key()] = get_backend(at)
             module, inputs = _build(it, deploy, seed)
-            prepared.append(backend.prepare(module, inputs))
+            prepared.append(backends[at.key()].prepare(module, inputs))
         measurements = measure_interleaved(prepared, protocol, gpu_index=_nvml_index(deploy, gpu_index))
     finally:
         for p in prepared:
@@ -321,14 +373,30 @@ def profile_space(
     deploy: DeployConfig,
     protocol: ProtocolConfig,
     out: str | Path,
+    workloads: Sequence[tuple[int, int | None]] | None = None,
+    workloads_per_arch: int = 0,
     **kwargs: Any,
 ) -> ProfileReport:
-    """Sample ``n_archs`` architectures of ``space`` with ``seed`` (same seed, same architectures) and profile them."""
+    """Sample ``n_archs`` architectures of ``space`` with ``seed`` (same seed, same architectures) and profile them.
+
+    With ``workloads`` (a grid of (batch, seq_len)), each architecture is measured at
+    ``workloads_per_arch`` of them (``0``: all), chosen by :func:`workload_design`; the items of
+    an architecture group, whatever their workload, are interleaved in the same rounds, so that
+    the machine's drift does not pass for a workload effect.
+    """
     if n_archs < 1:
         raise LatbenchError("--samples", f"must be >= 1, got {n_archs}")
-    check_workload(space.family, deploy)
     archs = space.sample(seed, n=n_archs)
-    return profile_archs(archs, space.name, deploy, protocol, out, seed=seed, **kwargs)  # type: ignore[arg-type]
+    design = None
+    if workloads is not None and list(workloads) != [(deploy.batch, deploy.seq_len)]:
+        for b, s in workloads:
+            check_workload(space.family, replace(deploy, batch=b, seq_len=s))
+        design = workload_design(n_archs, workloads, workloads_per_arch, seed)
+    else:
+        check_workload(space.family, deploy)
+    blocks = kwargs.pop("blocks", True)
+    items = work_items(archs, blocks, design)  # type: ignore[arg-type]
+    return profile_items(items, space.name, deploy, protocol, out, seed=seed, **kwargs)
 
 
 def measure_user_model(

@@ -191,3 +191,41 @@ def test_normalise_drift_is_refused_on_a_gpu_in_one_line(space_file, tmp_path):
         app, profile_args(space_file, tmp_path / "g.parquet", 1, "--normalise-drift", "--device", "cuda:0")
     )
     assert_one_line_error(result, "--normalise-drift")
+
+
+def test_workload_design_is_balanced_distinct_and_seeded():
+    from collections import Counter
+
+    from latbench.profiling.job import workload_design
+
+    grid = [(b, s) for b in (1, 2, 4) for s in (16, 32)]
+    design = workload_design(24, grid, 2, seed=5)
+    assert all(len(set(w)) == 2 for w in design)  # two distinct workloads per architecture
+    counts = Counter(w for ws in design for w in ws)
+    assert set(counts) == set(grid) and set(counts.values()) == {8}  # 48 picks over 6 workloads, 8 each
+    assert design == workload_design(24, grid, 2, seed=5) and design != workload_design(24, grid, 2, seed=6)
+    assert all(ws == sorted(grid) for ws in workload_design(3, grid, 0, seed=0))  # 0: every workload
+
+
+def test_profile_a_design_over_batch_and_seq_into_one_store(space_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["profile", "--space", str(space_file), "--samples", "4", "--seed", "0", "--no-blocks"]
+    args += ["--budget-s", "0.2", "--min-samples", "5", "--threads", "1", "--rounds", "2", "--calls-per-round", "2"]
+    args += ["--warmup-calls", "1", "--batch", "1,2", "--seq", "16,32", "--workloads-per-arch", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "2 of 4 per architecture" in result.output
+    stores = list((tmp_path / "runs").glob("*.parquet"))
+    assert [p.name for p in stores] == ["tiny-bert_cpu_torch-eager-fp32-t1_b1-2_s16-32.parquet"]
+    rows = read_store(stores[0])
+    assert len(rows) == 8 and rows.groupby("arch").size().eq(2).all()
+    assert set(zip(rows["batch"], rows["seq_len"])) == {(1, 16), (1, 32), (2, 16), (2, 32)}
+    assert all(f"batch={b}" in k and f"seq_len={s}" in k for k, b, s in zip(rows.deploy_key, rows.batch, rows.seq_len))
+    assert json.loads(rows["protocol"].iloc[0])["warmup_calls"] == 1
+    # the bigger workload is measured slower, the same architecture at both (a workload is not mislabelled)
+    by = rows.set_index(["arch", "batch", "seq_len"])["flops"]
+    assert all(by[a].max() > by[a].min() for a in rows["arch"].unique())
+    again = runner.invoke(app, args)  # resumed: nothing left to measure
+    assert again.exit_code == 0 and "wrote 0 rows" in again.output
+    assert_one_line_error(runner.invoke(app, [*args[:3], "--batch", "1,x"]), "--batch")
+    assert_one_line_error(runner.invoke(app, [*args[:3], "--seq", "16,0"]), "--seq")

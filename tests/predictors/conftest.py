@@ -42,6 +42,7 @@ def write_synthetic_store(
     precision: str = "fp32",
     space: Any = "bert",
     drift: float = 0.0,
+    batches: tuple[int, ...] = (1,),
 ) -> Path:
     """A result store of whole-model rows of architectures of ``space`` (a name or a SearchSpace)
     with a synthetic latency and 1% noise."""
@@ -49,45 +50,44 @@ def write_synthetic_store(
     sp = get_space(space) if isinstance(space, str) else space
     archs = list({a.to_json(): a for a in sp.sample(seed, n=n_archs)}.values())  # small spaces repeat draws
     rows = []
-    for arch in archs:
-        for seq in seq_lens:
-            deploy = DeployConfig(
-                backend="torch", device="cpu", mode="eager", precision=precision, threads=1, batch=1, seq_len=seq
-            )
-            speed = float(np.exp(rng.normal(0, drift))) if drift else 1.0  # the machine's slowdown at this row
-            ms = synthetic_latency_ms(arch, 1, seq, scale) * float(np.exp(rng.normal(0, 0.01))) * speed
-            cost = model_cost(arch, 1, seq).total
-            rows.append(
-                {
-                    "arch": arch.to_json(),
-                    "space": sp.name,
-                    "scope": "model",
-                    "block_index": -1,
-                    "deploy_key": deploy.key(),
-                    "backend": "torch",
-                    "mode": "eager",
-                    "precision": precision,
-                    "device": "cpu",
-                    "threads": 1,
-                    "batch": 1,
-                    "seq_len": seq,
-                    "median_ms": ms,
-                    "mean_ms": ms * 1.01,
-                    "min_ms": ms * 0.97,
-                    "p10_ms": ms * 0.98,
-                    "p90_ms": ms * 1.03,
-                    "ci_low_ms": ms * 0.995,
-                    "ci_high_ms": ms * 1.005,
-                    "n": 50,
-                    "unstable": False,
-                    "build_ms": 1.0,
-                    "env_id": env_id,
-                    "flops": cost.flops,
-                    "params": cost.params,
-                    "roofline_ms": None,
-                    **({"ref_ms": 8.0 * speed} if drift else {}),
-                }
-            )
+    for arch, batch, seq in ((a, b, s) for a in archs for b in batches for s in seq_lens):
+        deploy = DeployConfig(
+            backend="torch", device="cpu", mode="eager", precision=precision, threads=1, batch=batch, seq_len=seq
+        )
+        speed = float(np.exp(rng.normal(0, drift))) if drift else 1.0  # the machine's slowdown at this row
+        ms = synthetic_latency_ms(arch, batch, seq, scale) * float(np.exp(rng.normal(0, 0.01))) * speed
+        cost = model_cost(arch, batch, seq).total
+        rows.append(
+            {
+                "arch": arch.to_json(),
+                "space": sp.name,
+                "scope": "model",
+                "block_index": -1,
+                "deploy_key": deploy.key(),
+                "backend": "torch",
+                "mode": "eager",
+                "precision": precision,
+                "device": "cpu",
+                "threads": 1,
+                "batch": batch,
+                "seq_len": seq,
+                "median_ms": ms,
+                "mean_ms": ms * 1.01,
+                "min_ms": ms * 0.97,
+                "p10_ms": ms * 0.98,
+                "p90_ms": ms * 1.03,
+                "ci_low_ms": ms * 0.995,
+                "ci_high_ms": ms * 1.005,
+                "n": 50,
+                "unstable": False,
+                "build_ms": 1.0,
+                "env_id": env_id,
+                "flops": cost.flops,
+                "params": cost.params,
+                "roofline_ms": None,
+                **({"ref_ms": 8.0 * speed} if drift else {}),
+            }
+        )
     with ResultStore(path) as store:
         store.append(rows, {env_id: fake_fingerprint(cpu_model, env_id)})
     return path
