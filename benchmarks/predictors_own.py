@@ -42,9 +42,25 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 MODELS = ("xgboost", "mlp", "roofline-linear")
+#: Variants tried besides the models' defaults (chosen, like everything here, by CV alone):
+#: monotone trees (more work never faster), bagged trees, and both.
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "xgboost+squared": ("xgboost", {"objective": "squared"}),
+    "xgboost+monotone": ("xgboost", {"monotone": "true", "objective": "squared"}),
+    "xgboost+bagged": ("xgboost", {"num_parallel_tree": "4", "subsample": "0.7"}),
+    "xgboost+monotone+bagged": (
+        "xgboost",
+        {"monotone": "true", "objective": "squared", "num_parallel_tree": "4", "subsample": "0.7"},
+    ),
+}
 
 
-def cv_mape(ds, model: str, split, lut, seed: int, folds: int = 5) -> float:
+def resolve(name: str) -> tuple[str, dict[str, str]]:
+    """(registered model, config) of a name of :data:`MODELS` or :data:`VARIANTS`."""
+    return VARIANTS.get(name, (name, {}))
+
+
+def cv_mape(ds, name: str, split, lut, seed: int, folds: int = 5) -> float:
     """Mean MAPE of ``model`` over a grouped ``folds``-fold cross-validation on the non-test rows of ``split``."""
     from latbench.predictors.base import create_predictor
     from latbench.predictors.metrics import compute_metrics
@@ -63,11 +79,12 @@ def cv_mape(ds, model: str, split, lut, seed: int, folds: int = 5) -> float:
         # early stopping on a tenth of the fitting architectures, as train_predictor's val part
         fit_groups = ds.groups[fit_idx]
         es = np.isin(fit_groups, rng.permutation(np.unique(fit_groups))[: max(1, np.unique(fit_groups).size // 10)])
+        model, config = resolve(name)
         if model == "lut-sum":
             pred = create_predictor(model)
             pred.set_lut(lut)
         else:
-            pred = create_predictor(model, None, default_feature_spec(ds))
+            pred = create_predictor(model, config or None, default_feature_spec(ds))
         x = pred.featurize(ds.frame)
         pred.fit(x[fit_idx[~es]], y[fit_idx[~es]], x[fit_idx[es]], y[fit_idx[es]], seed=seed)
         mapes.append(compute_metrics(pred.predict(x[held]), y[held]).mape)
@@ -142,6 +159,26 @@ def noise_floor(store: str, again: Path, result, stat: str, beta: float, m) -> l
     ]
 
 
+def prediction_throughput(pred, passes: int = 3) -> str:
+    """Architectures per second of ``pred`` (features + point) on 10^6 random bert architectures, one core."""
+    from predictors import N_ARCHS, _pin_one_core, _random_bert_arrays, _rates
+
+    where = _pin_one_core()
+    if hasattr(pred, "set_threads"):
+        pred.set_threads(1)
+    arrays = _random_bert_arrays(N_ARCHS)
+    chunk = 16384
+    pred.predict_arrays(arrays.take(slice(0, chunk)), 1, 128)
+    best, med = _rates(lambda: pred.predict_arrays(arrays, 1, 128, chunk_size=chunk), N_ARCHS, passes)
+    size = f"{pred.best_rounds} boosting rounds" if getattr(pred, "best_rounds", None) else pred.name
+    ok = "at or above" if best >= 1e6 else "**below**"
+    return (
+        f"Prediction throughput of the chosen predictor ({pred.name}, {size}; features + point prediction, "
+        f"{N_ARCHS:,} random bert architectures as arrays, {where}, 1 thread): best {best:,.0f}, median {med:,.0f} "
+        f"architectures/s over {passes} passes, {ok} the 10^6/s target."
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", required=True)
@@ -149,6 +186,7 @@ def main() -> None:
     ap.add_argument(
         "--drift-corrections", default="0,0.5,1", help="Exponents of the machine-speed correction (ref_ms) to try."
     )
+    ap.add_argument("--models", default="", help="Comma-separated models and variants (default: all).")
     ap.add_argument("--train", type=int, default=500)
     ap.add_argument("--test", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
@@ -160,6 +198,7 @@ def main() -> None:
         default=None,
         help="Measure the held-out architectures again into this store (resumed) and report the label-noise floor.",
     )
+    ap.add_argument("--throughput", action="store_true", help="Time the chosen predictor on 10^6 archs, one core.")
     ap.add_argument("--section", default="predictors-own-cpu", help="RESULTS.md section to write (one per machine).")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
@@ -178,17 +217,21 @@ def main() -> None:
     rows, best = [], None
     for stat, beta in [(s, float(b)) for s in args.statistics.split(",") for b in args.drift_corrections.split(",")]:
         ds = load_dataset(args.store, stat, drift_correction=beta)
-        for model in MODELS + (("lut-sum",) if args.lut is not None else ()):
+        names = args.models.split(",") if args.models else [*MODELS, *VARIANTS]
+        for name in names + (["lut-sum"] if args.lut is not None else []):
+            model, config = resolve(name)
             split = ",".join(f"{f:.4g}" for f in fractions)
             command = (
                 f"latbench train-predictor --data {args.store} --model {model} --statistic {stat} --seed {args.seed} "
                 f"--split {split} --max-train-archs {args.train} --max-test-archs {args.test} --out DIR"
                 + (f" --lut {args.lut}" if model == "lut-sum" else "")
                 + (f" --drift-correction {beta:g}" if beta else "")
+                + "".join(f" --param {k}={v}" for k, v in config.items())
             )
             result = train_predictor(
                 ds,
                 model,
+                config=config or None,
                 lut=args.lut if model == "lut-sum" else None,
                 seed=args.seed,
                 fractions=fractions,
@@ -198,11 +241,11 @@ def main() -> None:
             )
             m = result.metrics["test"]
             n_train = result.metrics["train"].n
-            cv = cv_mape(ds, model, result.split, args.lut, args.seed)
-            rows.append((stat, beta, model, n_train, cv, m))
-            print(stat, beta, model, n_train, m.n, f"cv {cv:.2f}%", f"test {m.mape:.2f}%", flush=True)
+            cv = cv_mape(ds, name, result.split, args.lut, args.seed)
+            rows.append((stat, beta, name, n_train, cv, m))
+            print(stat, beta, name, n_train, m.n, f"cv {cv:.2f}%", f"test {m.mape:.2f}%", flush=True)
             if best is None or cv < best[4]:
-                best = (result, stat, model, beta, cv)
+                best = (result, stat, name, beta, cv)
     lines = [
         f"Store `{args.store}`: {n_archs} architectures, deployment {ds.validity.describe()}. The measurements' own "
         f"precision: median relative half-width of the median's 95% CI {100 * float(np.median(half)):.2f}% "
@@ -235,6 +278,8 @@ def main() -> None:
     ]
     if args.remeasure is not None:
         lines += ["", *noise_floor(args.store, args.remeasure, result, stat, beta, m)]
+    if args.throughput:
+        lines += ["", prediction_throughput(result.predictor)]
     if args.ship is not None:
         save_trained(result, args.ship)
         lines.append(f"Shipped as `{args.ship}` (its `card.json` holds the metrics and the command).")

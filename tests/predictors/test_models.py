@@ -150,3 +150,40 @@ def test_plot_is_skipped_without_matplotlib(monkeypatch, trained, tmp_path):
     assert plot_predicted_vs_measured([1.0, 2.0], [1.1, 1.9], tmp_path / "p.png") is None
     out = save_trained(trained["roofline-linear"], tmp_path / "pred")
     assert not (out / "predicted_vs_measured.png").exists() and (out / "card.json").exists()
+
+
+def test_monotone_trees_never_add_latency_for_less_work(tmp_path):
+    """With ``monotone`` the trees (what xgboost adds to its log-linear base) never fall as a feature that
+    counts work grows, every other feature fixed; unconstrained trees on the same noisy data do. Bagged
+    trees (``num_parallel_tree``) save and load like any other."""
+    from tests.predictors.conftest import write_synthetic_store
+
+    ds = load_dataset(write_synthetic_store(tmp_path / "noisy.parquet", drift=0.05))
+    config = {"rounds_without_validation": 300, "max_depth": 6, "n_jobs": 1, "num_parallel_tree": 3, "subsample": 0.7}
+    config["objective"] = "squared"  # monotone needs it
+    x = None
+    drops = {}
+    for mono in (False, True):
+        result = train_predictor(ds, "xgboost", seed=0, fractions=(1.0, 0.0, 0.0), config={**config, "monotone": mono})
+        pred = result.predictor
+        x = pred.featurize(ds.frame)[:200]
+        trees = pred._log_point(x) - pred._margin(x)
+        n = 0
+        for j, col in enumerate(pred.features.columns):
+            if col == "intensity":
+                continue
+            up = x.copy()
+            up[:, j] = up[:, j] * 1.3 + 1
+            n += int(((pred._log_point(up) - pred._margin(up)) < trees - 1e-5).sum())  # float32 sums
+        drops[mono] = n
+    assert drops[True] == 0 and drops[False] > 0, drops
+    save_trained(result, tmp_path / "p")
+    again = load_predictor(tmp_path / "p")
+    assert again.config.monotone is True and again.config.num_parallel_tree == 3
+    np.testing.assert_allclose(again.predict(x), pred.predict(x))
+    with pytest.raises(LatbenchError, match="monotone"):
+        create_predictor("xgboost", {"monotone": "sometimes"})
+    with pytest.raises(LatbenchError, match="objective=squared"):
+        create_predictor("xgboost", {"monotone": True})
+    with pytest.raises(LatbenchError, match="num_parallel_tree"):
+        create_predictor("xgboost", {"num_parallel_tree": 0})
