@@ -103,7 +103,8 @@ def remeasure(store: str, out: Path, archs: list[str]) -> None:
     frame = read_store(store)
     rows = frame[frame["arch"].isin(archs) & (frame["scope"] == "model")]
     deploy = DeployConfig.from_key(str(rows["deploy_key"].iloc[0]))
-    protocol = ProtocolConfig.from_dict(json.loads(rows["protocol"].iloc[0]))
+    given = rows["protocol"].iloc[0] if "protocol" in rows else None
+    protocol = ProtocolConfig.from_dict(json.loads(given)) if isinstance(given, str) else ProtocolConfig()
     space = str(rows["space"].iloc[0])
     print(f"re-measuring {len(archs)} held-out architectures into {out} ({deploy.label()})", flush=True)
     profile_archs([Arch.from_json(a) for a in archs], space, deploy, protocol, out, blocks=False)
@@ -200,6 +201,11 @@ def main() -> None:
     )
     ap.add_argument("--throughput", action="store_true", help="Time the chosen predictor on 10^6 archs, one core.")
     ap.add_argument("--section", default="predictors-own-cpu", help="RESULTS.md section to write (one per machine).")
+    ap.add_argument(
+        "--remeasure-only",
+        action="store_true",
+        help="Only measure the held-out architectures again (--remeasure), so that the machine is quiet for it.",
+    )
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
 
@@ -214,6 +220,14 @@ def main() -> None:
     test_share = min(0.45, args.test / n_archs + 0.01)
     val_share = 0.05
     fractions = (1.0 - test_share - val_share, val_share, test_share)
+    if args.remeasure_only:
+        # the held-out architectures depend on the split alone (seed, shares, caps), not on the model
+        from latbench.predictors.split import grouped_split
+
+        ds = load_dataset(args.store)
+        split = grouped_split(ds.groups, args.seed, fractions, args.train, args.test)
+        remeasure(args.store, args.remeasure, sorted(set(ds.groups[split.test].tolist())))
+        return
     rows, best = [], None
     for stat, beta in [(s, float(b)) for s in args.statistics.split(",") for b in args.drift_corrections.split(",")]:
         ds = load_dataset(args.store, stat, drift_correction=beta)

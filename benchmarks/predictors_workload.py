@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=10)
     ap.add_argument("--seed", type=int, default=31)
     ap.add_argument("--skip-profile", action="store_true")
+    ap.add_argument("--profile-only", action="store_true", help="Measure the two stores, then stop.")
     ap.add_argument("--ship", type=Path, default=None)
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
@@ -112,6 +113,8 @@ def main() -> None:
 
     if not args.skip_profile:
         profile(args)
+    if args.profile_only:
+        return
     ds = load_dataset(args.store)
     held = load_dataset(args.held_store)
     cvs = {m: cv_mape(ds, m, args.seed) for m in MODELS}
