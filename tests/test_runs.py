@@ -32,6 +32,8 @@ def _touch(path: Path, t: float) -> None:
 def test_store_names_say_space_device_and_deployment(tmp_path):
     deploy = DeployConfig(backend="torch", device="cpu", threads=1, batch=1, seq_len=128)
     assert runs.store_path("bert", deploy, tmp_path).name == "bert_cpu_torch-eager-fp32-t1_b1_s128.parquet"
+    design = [(b, s) for b in (1, 4, 32) for s in (64, 512)]
+    assert runs.store_path("bert", deploy, tmp_path, workloads=design).name.endswith("_b1-32_s64-512.parquet")
     gpu = DeployConfig(backend="torch", device="cuda:1", precision="fp16", batch=8)
     assert runs.store_path("vit", gpu).as_posix() == "runs/vit_cuda1_torch-graph-fp16_b8.parquet"
     assert runs.predictor_path(tmp_path / "s.parquet", "mlp") == tmp_path / "s_mlp"
@@ -69,6 +71,15 @@ def test_latest_store_and_predictor_and_the_listing(tmp_path):
     assert runs.latest_store(root) == new and runs.is_latest("store", new, root)
     pred = _train(new, root / "new_xgboost")
     assert runs.find_predictor("bert", runs=root, shipped=tmp_path / "none") == pred
+    # a newer predictor over a design of workloads is taken where its ranges hold, passed over beyond them
+    design = write_synthetic_store(root / "design.parquet", n_archs=30, batches=(2, 8), seq_lens=(64, 256))
+    wide = _train(design, root / "design_xgboost")
+    _touch(wide / "card.json", 3000)
+    _touch(wide, 3000)
+    assert runs.find_predictor("bert", 4, 128, runs=root, shipped=tmp_path / "none") == wide
+    assert runs.find_predictor("bert", 1, 128, runs=root, shipped=tmp_path / "none") == pred
+    shutil.rmtree(wide)
+    design.unlink()
     search = root / "search_001"
     search.mkdir()
     (search / "result.json").write_text(
