@@ -49,7 +49,7 @@ def profile(args: argparse.Namespace) -> None:
     from latbench.space import get_space
 
     sp = get_space("bert")
-    deploy = DeployConfig(device="cpu", batch=1, seq_len=128)
+    deploy = DeployConfig(backend="torch", device="cpu", batch=1, seq_len=128)
     grid = [(b, s) for b in GRID_BATCH for s in GRID_SEQ]
     print(f"design: {args.train} architectures x {args.per_arch} of {len(grid)} workloads -> {args.store}", flush=True)
     profile_space(

@@ -100,7 +100,13 @@ def test_profile_on_a_gpu_this_machine_lacks_is_one_line(fresh_folder: Path) -> 
     assert not list(Path("runs").glob("*.parquet"))
 
 
-def test_train_predictor_and_search_with_nothing_under_runs(fresh_folder: Path) -> None:
+def test_train_predictor_and_search_with_nothing_under_runs(
+    fresh_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from latbench import runs
+
+    # no shipped predictor either (one shipped for this very CPU would be taken)
+    monkeypatch.setattr(runs, "shipped_predictors_dir", lambda: fresh_folder / "no-predictors")
     assert_one_line_error(
         typed("latbench train-predictor"), "--data", "no result store under runs/", "latbench profile"
     )
