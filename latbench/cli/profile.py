@@ -149,7 +149,7 @@ def profile(
     progress, on_progress = progress_bar("profile")
     console.print(f"deployment  {deploy.label()}")
     if len(workloads) > 1:
-        k = len(workloads) if workloads_per_arch in (0,) or workloads_per_arch >= len(workloads) else workloads_per_arch
+        k = min(workloads_per_arch or len(workloads), len(workloads))
         console.print(
             f"workloads   batch {','.join(map(str, batches))} x seq {','.join(map(str, seqs))}: "
             f"{k} of {len(workloads)} per architecture, balanced"

@@ -392,18 +392,21 @@ def _workload_ranges(frame: Any) -> dict[str, list[int]]:
     return out
 
 
-def _workload_points(frame: Any) -> tuple[tuple[int, int | None], ...]:
+def row_workloads(frame: Any) -> list[tuple[int | None, int | None]]:
+    """Per row of ``frame``: its (batch, seq_len), ``None`` where a column is missing or empty."""
     import pandas as pd
 
-    if "batch" not in frame.columns:
-        return ()
-    b = pd.to_numeric(frame["batch"], errors="coerce")
-    s = (
-        pd.to_numeric(frame["seq_len"], errors="coerce")
-        if "seq_len" in frame.columns
-        else pd.Series(np.nan, frame.index)
-    )
-    points = {(int(x), None if not np.isfinite(y) else int(y)) for x, y in zip(b, s) if np.isfinite(x)}
+    def col(name: str) -> list[int | None]:
+        if name not in frame.columns:
+            return [None] * len(frame)
+        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64)
+        return [int(v) if np.isfinite(v) else None for v in values]
+
+    return list(zip(col("batch"), col("seq_len")))
+
+
+def _workload_points(frame: Any) -> tuple[tuple[int, int | None], ...]:
+    points = {(b, s) for b, s in row_workloads(frame) if b is not None}
     return tuple(sorted(points, key=lambda p: (p[0], -1 if p[1] is None else p[1])))
 
 

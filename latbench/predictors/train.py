@@ -21,7 +21,7 @@ from latbench.errors import LatbenchError
 from latbench.models.cost import DTYPE_BYTES
 from latbench.predictors.base import Prediction, Predictor, PredictorConfig, create_predictor
 from latbench.predictors.card import ModelCard
-from latbench.predictors.data import STATISTIC_COLUMNS, Dataset, dataset_kind, load_dataset
+from latbench.predictors.data import STATISTIC_COLUMNS, Dataset, dataset_kind, load_dataset, row_workloads
 from latbench.predictors.features import FeatureSpec, parse_archs
 from latbench.predictors.metrics import Metrics, compute_metrics
 from latbench.predictors.split import Split, grouped_split
@@ -240,27 +240,13 @@ def train_predictor(
 
 def workload_kinds(validity: Any, frame: Any) -> np.ndarray:
     """Per row of ``frame``: ``trained``, ``interpolation`` or ``extrapolation`` (:meth:`Validity.workload_kind`)."""
-    batch, seq = _row_workloads(frame)
-    return np.array([validity.workload_kind(b, q) for b, q in zip(batch, seq)], dtype=object)
-
-
-def _row_workloads(frame: Any) -> tuple[list[int | None], list[int | None]]:
-    import pandas as pd
-
-    def col(name: str) -> list[int | None]:
-        if name not in frame.columns:
-            return [None] * len(frame)
-        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64)
-        return [int(v) if np.isfinite(v) else None for v in values]
-
-    return col("batch"), col("seq_len")
+    return np.array([validity.workload_kind(b, q) for b, q in row_workloads(frame)], dtype=object)
 
 
 def workload_metrics(validity: Any, frame: Any, predicted_ms: Any, measured_ms: Any) -> list[dict[str, Any]]:
     """Metrics per workload (batch, seq_len) of the rows of ``frame``, each with its kind relative to ``validity``."""
-    batch, seq = _row_workloads(frame)
     pred, meas = np.asarray(predicted_ms), np.asarray(measured_ms)
-    keys = list(zip(batch, seq))
+    keys = row_workloads(frame)
     out = []
     for key in sorted(set(keys), key=lambda k: (k[0] or 0, k[1] or 0)):
         idx = np.array([k == key for k in keys])

@@ -113,7 +113,7 @@ def workload_design(
         raise LatbenchError("--batch/--seq", "no workload to measure")
     if per_arch < 0:
         raise LatbenchError("--workloads-per-arch", f"must be >= 0, got {per_arch}")
-    k = len(grid) if per_arch == 0 or per_arch >= len(grid) else per_arch
+    k = min(per_arch or len(grid), len(grid))
     import numpy as np
 
     rng = np.random.default_rng(seed)
