@@ -399,7 +399,7 @@ def row_workloads(frame: Any) -> list[tuple[int | None, int | None]]:
     def col(name: str) -> list[int | None]:
         if name not in frame.columns:
             return [None] * len(frame)
-        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64)
+        values = pd.to_numeric(frame[name], errors="coerce").astype("Float64").to_numpy(np.float64, na_value=np.nan)
         return [int(v) if np.isfinite(v) else None for v in values]
 
     return list(zip(col("batch"), col("seq_len")))
