@@ -10,7 +10,7 @@ The naive loop is what the field's tools do: a few warm-up calls, then a few
 short loops timed with ``time.time()`` around the loop, median of the loop means.
 
 The machine's own speed is measured beside every latency: the protocol times a
-fixed reference workload (:func:`latbench.profiling.protocol.cpu_reference`) at
+fixed reference workload (:func:`latbench.profiling.reference.cpu_reference`) at
 the start of each round and stores its median per row (``ref_ms``); the naive
 loop times the same reference before each architecture. The table gives the
 rerun difference of the latencies as measured (the figure the target is about),
@@ -41,7 +41,7 @@ def naive_ms(archs, deploy, seed: int) -> tuple[list[float], list[float]]:
     import torch
 
     from latbench.models import build_model, example_inputs
-    from latbench.profiling.protocol import cpu_reference
+    from latbench.profiling.reference import cpu_reference
 
     out, refs = [], []
     dev = torch.device(deploy.device)

@@ -6,9 +6,12 @@ are measured at batch 1, sequence 128, on the CPU, one thread, by four tools, ea
 run it:
 
 - ``latbench measure`` with ``--backend torch`` and with ``--backend onnxruntime``: the CLI in a
-  subprocess, ``--threads 1 --json``, every protocol option at its default (no protocol flag is
-  given, so the figure follows the defaults of the latbench that runs it). The model is given as
-  ``benchmarks/_peers_factory.py:bert``, a factory that loads the saved folder.
+  subprocess, ``--threads 1 --normalise-drift --json``, every protocol option at its default (no
+  protocol flag is given, so the figure follows the defaults of the latbench that runs it). The same
+  runs are reported twice: as measured (``median_ms``), and at one fixed speed of the machine
+  (``median_ms_normalised``: the median times the reference workload's time in this benchmark's
+  first latbench measurement over its time in this one's rounds; rows named ``--normalise-drift``).
+  The model is given as ``benchmarks/_peers_factory.py:bert``, a factory that loads the saved folder.
 - optimum-benchmark's inference scenario, PyTorch backend, ``device="cpu"``, the saved folder as
   the model, ``input_shapes`` batch 1 / sequence 128 and every other scenario setting at its
   default (10 warm-up forwards, then forwards until both 10 iterations and 10 s are reached, one
@@ -79,6 +82,8 @@ MODELS: dict[str, tuple[int, int]] = {
 TOOLS = ("latbench torch", "latbench onnxruntime", "optimum-benchmark", "timeit")
 REFERENCE = "latbench torch"
 LATBENCH_TOOLS = ("latbench torch", "latbench onnxruntime")
+#: latbench's rows again, from the same runs: the medians at one fixed machine speed (``--normalise-drift``).
+NORMALISED = " --normalise-drift"
 PEER_OF_WALL = "optimum-benchmark"
 
 
@@ -199,11 +204,14 @@ class Outcome:
     settings: str = ""
     failures: list[str] = field(default_factory=list)
     runs: list[dict] = field(default_factory=list)
+    normalised: list[dict[str, float]] = field(default_factory=lambda: [{}, {}])
 
     def summary(self) -> str:
         """How the tool's runs went: sample counts, and for latbench how each measurement stopped."""
         ns = [int(r["n"]) for r in self.runs]
         text = f"n {min(ns)}–{max(ns)}" if ns else ""
+        if self.tool.endswith(NORMALISED):
+            return "the same runs, medians at the reference speed of the benchmark's first measurement"
         if self.tool.startswith("latbench") and self.runs:
             stops = [str(r.get("stop_reason")) for r in self.runs]
             counts = ", ".join(f"{s} {stops.count(s)}" for s in sorted(set(stops)))
@@ -229,6 +237,8 @@ def missing(tool: str) -> str | None:
 def child_env(model_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
+        # The drift anchor is this benchmark's own: set by its first latbench measurement, read by the others.
+        LATBENCH_CACHE_DIR=str(model_dir.parent / "latbench-cache"),
         OMP_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
         OPENBLAS_NUM_THREADS="1",
@@ -252,7 +262,7 @@ def command(tool: str, model_dir: Path, quick: bool) -> list[str]:
             f"token_type_ids:{BATCH}x{SEQ}:int64:2",
         ]
         return [sys.executable, "-m", "latbench", "measure", f"{FACTORY}:bert", *inputs,
-                "--device", "cpu", "--backend", backend, "--threads", "1", "--json"]  # fmt: skip
+                "--device", "cpu", "--backend", backend, "--threads", "1", "--normalise-drift", "--json"]  # fmt: skip
     child = {"optimum-benchmark": "optimum", "timeit": "timeit"}[tool]
     return [
         sys.executable,
@@ -393,9 +403,9 @@ def report(outcomes: list[Outcome], names: list[str]) -> tuple[str, dict[str, fl
 
 
 def target_text(rerun: dict[str, float], walls: dict[str, float]) -> str:
-    peers = {t: d for t, d in rerun.items() if t not in LATBENCH_TOOLS}
+    peers = {t: d for t, d in rerun.items() if not t.startswith("latbench")}
     parts = []
-    for tool in LATBENCH_TOOLS:
+    for tool in [t for t in rerun if t.startswith("latbench")]:
         if tool not in rerun:
             continue
         lowest = all(rerun[tool] < d for d in peers.values()) if peers else None
@@ -462,6 +472,8 @@ def main() -> None:
                         print(f"pass {p + 1} {name} {o.tool}: FAILED {exc}", flush=True)
                         continue
                     o.medians[p][name], o.walls[p][name] = float(res["median_ms"]), wall
+                    if res.get("median_ms_normalised") is not None:
+                        o.normalised[p][name] = float(res["median_ms_normalised"])
                     o.runs.append(res)
                     if not o.tool.startswith("latbench"):
                         o.settings = f"{res['settings']}, threads {res['threads']}"
@@ -472,14 +484,22 @@ def main() -> None:
                     )
     wall_total = time.perf_counter() - t_start
     load_after = os.getloadavg()
+    for o in list(outcomes):
+        if o.tool in LATBENCH_TOOLS and all(len(n) == len(names) for n in o.normalised):
+            outcomes.insert(
+                outcomes.index(o) + 1,
+                Outcome(o.tool + NORMALISED, medians=o.normalised, walls=o.walls, runs=o.runs),
+            )
 
     tables, _ = report(outcomes, names)
     head = (
         f"{len(names)} random-weight `BertModel`s ({', '.join(names)}; heads = H/64, FFN = 4H, vocab {VOCAB}), "
         f"saved locally; batch {BATCH}, sequence {SEQ}, CPU, one thread, every measurement a process of its own "
         f"pinned to CPU {args.cpu}; two passes, pass 2 after pass 1. latbench: `latbench measure` with its "
-        "default protocol; optimum-benchmark: inference scenario, PyTorch backend, default duration/iterations/"
-        "warm-up, inline launcher, p50; timeit: `autorange` then 5 repeats, median of per-call means. "
+        "default protocol, `--normalise-drift` (the same runs: raw medians, and medians at the reference speed of "
+        "the first latbench measurement); optimum-benchmark: inference scenario, PyTorch backend, default "
+        "duration/iterations/warm-up, inline launcher, p50; timeit: `autorange` then 5 repeats, median of "
+        "per-call means. "
         "Rerun difference: |a - b| / mean(a, b) of the two passes' medians over the models. Wall time: the "
         "tool's process per model (start, imports, load, warm-up, measurement), mean over models and passes."
         + (" QUICK RUN (BERT-tiny only, shortened peers): plumbing only." if args.quick else "")

@@ -56,7 +56,7 @@ def record(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
     from latbench.models import build_model, example_inputs
     from latbench.profiling.placement import pinned, plan
-    from latbench.profiling.protocol import cpu_reference
+    from latbench.profiling.reference import cpu_reference
     from latbench.space import get_space
 
     archs = list(dict.fromkeys(get_space("bert").sample(args.seed, n=args.n)))

@@ -11,6 +11,12 @@ command, the drift-corrected medians are compared too.
     python benchmarks/rerun.py --gap-s 3600                      # an hour apart
     python benchmarks/rerun.py -- --samples 6 --seed 3 --no-blocks --threads 2   # other flags
     python benchmarks/rerun.py --label "3600 s apart" --write    # into RESULTS.md (section rerun-cpu)
+    python benchmarks/rerun.py --runs 1 --keep D                 # one run now ...
+    python benchmarks/rerun.py --keep D --resume --write         # ... the next one later (the gap as measured)
+
+With ``--resume`` the runs whose stores are already in the ``--keep`` folder are read instead of
+measured, so two runs far apart can be two invocations with the machine free in between; the
+row's label then gives the gap between the runs' starts as the stores' timestamps say.
 
 The section keeps one table row per labelled invocation (a later run with the same label replaces it).
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import re
 import subprocess
@@ -90,19 +97,28 @@ def main() -> None:
     ap.add_argument("--label", default=None, help="the row's name in RESULTS (default: the gap)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the stores in this folder")
     ap.add_argument("--write", action="store_true", help="add the row to RESULTS.md's section rerun-cpu")
+    ap.add_argument("--resume", action="store_true", help="read the runs already in --keep instead of measuring")
     ap.add_argument("profile_args", nargs="*", help="after --: the profile command's flags (default: issue 17's)")
     args = ap.parse_args()
     extra = args.profile_args or DEFAULT_ARGS
 
+    if args.resume and args.keep is None:
+        raise SystemExit("--resume reads the runs kept in --keep: give it")
     folder = args.keep or Path(tempfile.mkdtemp(prefix="latbench-rerun-"))
     folder.mkdir(parents=True, exist_ok=True)
     rows, walls, loads = [], [], []
     started = time.strftime("%H:%M", time.gmtime())
     for i in range(args.runs):
+        out = folder / f"run{i}.parquet"
+        if args.resume and out.exists():
+            rows.append(read(out))
+            walls.append(math.nan)
+            loads.append((math.nan, math.nan))
+            print(f"run {i}: read from {out}", flush=True)
+            continue
         if i and args.gap_s:
             print(f"waiting {args.gap_s:.0f} s", flush=True)
             time.sleep(args.gap_s)
-        out = folder / f"run{i}.parquet"
         if out.exists():
             out.unlink()
         wall, lb, la = run_profile(extra, out)
@@ -110,6 +126,11 @@ def main() -> None:
         loads.append((lb[0], la[0]))
         rows.append(read(out))
         print(f"run {i}: {wall:.0f} s, load {lb[0]:.2f} -> {la[0]:.2f}", flush=True)
+    if len(rows) < 2:
+        print(f"{len(rows)} run kept in {folder}; compare with a later one: --keep {folder} --resume")
+        return
+    starts = [min(float(r["timestamp"]) for r in run.values()) for run in rows]
+    started = time.strftime("%H:%M", time.gmtime(starts[0]))
     if len({frozenset(r) for r in rows}) != 1:
         raise SystemExit("the runs measured different architectures")
 
@@ -120,7 +141,8 @@ def main() -> None:
     unstable = sum(bool(r["unstable"]) for run in rows for r in run.values())
     first = next(iter(rows[0].values()))
     placement = json.loads(first["placement"]) if isinstance(first.get("placement"), str) else {}
-    label = args.label or ("back to back" if not args.gap_s else f"{args.gap_s:.0f} s apart")
+    gap = float(np.mean(np.diff(starts)))
+    label = args.label or ("back to back" if not args.gap_s and not args.resume else f"{gap:.0f} s apart (starts)")
     cells = [
         label,
         started,
@@ -130,8 +152,8 @@ def main() -> None:
         f"{raw['shift']:+.2f}%",
         "n/a" if ref is None else f"{ref['shift']:+.2f}%",
         "-" if corrected is None else f"{corrected['mean']:.2f}% / {corrected['max']:.2f}%",
-        " / ".join(f"{w:.0f}" for w in walls),
-        " / ".join(f"{a:.2f}→{b:.2f}" for a, b in loads),
+        " / ".join("-" if math.isnan(w) else f"{w:.0f}" for w in walls),
+        " / ".join("-" if math.isnan(a) else f"{a:.2f}→{b:.2f}" for a, b in loads),
         f"{len(rows) * n - unstable}/{len(rows) * n}",
         placement.get("summary", "-"),
     ]

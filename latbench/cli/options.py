@@ -52,7 +52,9 @@ class _Decl:
 def _protocol_default(name: str) -> str:
     f = {f.name: f for f in fields(ProtocolConfig)}[name]
     value = f.default if f.default is not MISSING else None
-    return "per device" if value is None else f"{value:g}"
+    if value is None:
+        return "per device"
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 def _proto(name: str, flag: str, annotation: Any, help_text: str) -> _Decl:
@@ -127,6 +129,13 @@ PROTOCOL_OPTIONS: tuple[_Decl, ...] = (
         "--warmup-calls",
         int | None,
         "Untimed calls before sampling, at least (and for at least 0.2 s on a CPU, 25 ms on a GPU).",
+    ),
+    _proto(
+        "reference",
+        "--reference",
+        str | None,
+        "CPU reference workload timed in every round (ref_ms): bert-block or matmul (that of stores "
+        "profiled before references had names).",
     ),
     _Decl(
         "pin",

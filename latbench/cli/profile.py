@@ -82,6 +82,14 @@ def progress_bar(title: str, describe: Any = _describe_row) -> tuple[Any, Any]:
     return progress, on_progress
 
 
+NORMALISE_DRIFT = typer.Option(
+    False,
+    "--normalise-drift",
+    help="CPU: also store each median at one fixed speed of this machine (median_ms_normalised, through the "
+    "reference workload timed in every round); median_ms stays as measured.",
+)
+
+
 @deploy_options()
 @protocol_options
 def profile(
@@ -119,12 +127,7 @@ def profile(
     blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also measure each distinct block alone."),
     protocol: ProtocolOptions = PROTOCOL,
     group_size: int = typer.Option(4, "--group-size", help="Architectures prepared and interleaved together."),
-    normalise_drift: bool = typer.Option(
-        False,
-        "--normalise-drift",
-        help="CPU: also store each median at one fixed speed of this machine (median_ms_normalised, through the "
-        "reference workload timed in every round); median_ms stays as measured.",
-    ),
+    normalise_drift: bool = NORMALISE_DRIFT,
 ) -> None:
     """Sample architectures from a space and measure whole models (and blocks) on a device, into a result store.
 
@@ -201,6 +204,7 @@ def measure(
     protocol: ProtocolOptions = PROTOCOL,
     out: Path | None = typer.Option(None, "--out", help="Also append the row to this result store."),
     as_json: bool = typer.Option(False, "--json", help="Print the measurement as JSON."),
+    normalise_drift: bool = NORMALISE_DRIFT,
 ) -> None:
     """Measure a user's own model with the same protocol and output as ``profile``."""
     from latbench.profiling.job import measure_user_model
@@ -211,7 +215,7 @@ def measure(
     seq = specs[0].shape[1] if len(specs[0].shape) == 2 and specs[0].dtype.startswith("int") else None
     deploy = deployment.config(batch, seq)
     proto = protocol.config()
-    row = measure_user_model(model, specs, deploy, proto, out=out)
+    row = measure_user_model(model, specs, deploy, proto, out=out, normalise_drift=normalise_drift)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in row.items() if k != "samples_ms"}, indent=2, default=str))
         return
@@ -231,6 +235,11 @@ def _print_row(row: dict[str, Any]) -> None:
         f"p99 {row['p99_ms']:.4f}  mean {row['mean_ms']:.4f}  IQR/median {row['iqr_ratio']:.3f}"
     )
     console.print(f"build       {row['build_ms']:.1f} ms ({row['runtime']})")
+    if row.get("median_ms_normalised") is not None:
+        console.print(
+            f"drift       {row['median_ms_normalised']:.4f} ms at the reference speed {row['ref_anchor_ms']:.3f} ms "
+            f"of this machine (now {row['ref_ms']:.3f} ms)"
+        )
     state = "unstable: " + row["unstable_reasons"] if row["unstable"] else "stable"
     console.print(f"status      {state} (stopped: {row['stop_reason']})")
 
@@ -284,7 +293,8 @@ def show(
         speed = ""
         if info.get("ref_ms") is not None:
             speed = (
-                f"; CPU reference workload {info['ref_ms']:.3f} ms, moved {100 * info['ref_spread']:.1f}% "
+                f"; CPU reference workload ({info.get('reference', 'matmul')}) {info['ref_ms']:.3f} ms, "
+                f"moved {100 * info['ref_spread']:.1f}% "
                 "(p10-p90) over the rows: the machine's own speed"
             )
         console.print(f"env {env_id}  {info['description']} ({info['rows']} rows{speed})")

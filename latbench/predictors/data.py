@@ -489,6 +489,16 @@ def load_store_dataset(
                 f"{where} lacks the machine-speed reference (ref_ms) on some rows (CPU rows profiled by this "
                 "latbench carry it)",
             )
+        from latbench.profiling.reference import row_reference
+
+        protocols = df["protocol"] if "protocol" in df else [None] * len(df)
+        names = sorted({row_reference({"protocol": p}) for p in protocols})
+        if len(names) > 1:
+            raise LatbenchError(
+                "--drift-correction",
+                f"{where} holds rows timed with {len(names)} reference workloads ({', '.join(names)}), whose "
+                "times are not one scale; correct a store of one reference",
+            )
         target = target * (np.median(ref) / ref) ** drift_correction
     frame = df.drop(columns=[c for c in ("samples_ms",) if c in df.columns]).reset_index(drop=True)
     first = frame.iloc[0]

@@ -564,6 +564,9 @@ class ProtocolConfig:
         reference_calls: Timings of a fixed CPU reference workload at the start of each round in
             which a CPU configuration is sampled (``0``: none); their median over a configuration's
             rounds is stored as ``ref_ms``, the machine's speed while it was measured.
+        reference: Which reference workload (:mod:`latbench.profiling.reference`): ``bert-block``
+            (one transformer block, it follows the models' drift the most closely) or ``matmul``
+            (the reference of stores written before references had names).
         unstable_iqr_ratio: IQR/median above this marks a row unstable.
         pin_threads: Pin a CPU configuration's threads to fixed cores while it is sampled
             (:mod:`latbench.profiling.placement`); the placement is stored with every row.
@@ -592,6 +595,7 @@ class ProtocolConfig:
     min_rounds: int = 10
     round_warmup_calls: int = 1
     reference_calls: int = 3
+    reference: str = "bert-block"
     unstable_iqr_ratio: float = UNSTABLE_IQR_RATIO
     pin_threads: bool = True
     busy_ref_spread: float = 0.15
@@ -614,6 +618,9 @@ class ProtocolConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise LatbenchError(f"protocol {name}", f"must be an integer >= {low}, got {value!r}")
+        from latbench.profiling.reference import check
+
+        check(self.reference)
         if self.max_samples < self.min_samples:
             raise LatbenchError(
                 "protocol max_samples", f"must be >= min_samples ({self.min_samples}), got {self.max_samples}"

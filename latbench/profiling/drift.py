@@ -1,17 +1,19 @@
 """The machine's own drift: seen in every CPU row, removed where asked (``--normalise-drift``).
 
 Every round of a CPU measurement times a fixed reference workload
-(:func:`latbench.profiling.protocol.cpu_reference`); a row's ``ref_ms`` is its median over the
+(:mod:`latbench.profiling.reference`, the protocol's ``reference``); a row's ``ref_ms`` is its median over the
 row's rounds, the speed of the machine while the row was measured. On a shared (virtual) machine
 that speed moves by several percent over minutes, for every workload alike (RESULTS, noise-cpu
 and rerun-cpu), so two runs an hour apart differ by the drift even when each is precise.
 
 Opt-in correction: each row also gets ``median_ms_normalised = median_ms * anchor / ref_ms``,
 its median at one fixed speed of the machine, the *anchor*: the reference's median over the
-first normalised run's first group on this environment, kept per environment in latbench's
-cache (``<cache>/reference/<env_id>.json``) so that every later run on the same machine and
-stack is brought to the same speed. ``median_ms`` stays as measured; the anchor is stored in
-every corrected row (``ref_anchor_ms``), so a reader can bring rows to another anchor.
+first normalised run's first group on this environment, kept per environment and reference
+workload in latbench's cache (``<cache>/reference/<env_id>.<reference>.json``; ``<env_id>.json``
+for ``matmul``, where anchors were kept before references had names) so that every later run on
+the same machine and stack, timed with the same reference, is brought to the same speed.
+``median_ms`` stays as measured; the anchor is stored in every corrected row (``ref_anchor_ms``),
+so a reader can bring rows to another anchor.
 
 :func:`busy_summary` reads a run's rows back and says whether the machine was too busy for
 its numbers to repeat, with the figure.
@@ -32,23 +34,25 @@ import numpy as np
 
 from latbench.errors import LatbenchError
 from latbench.io import atomic_write_text
+from latbench.profiling.reference import LEGACY, row_reference
 from latbench.profiling.stats import relative_spread
 
 ANCHOR_SCHEMA = 1
 
 
-def anchor_path(env_id: str, root: Path | None = None) -> Path:
-    """Where an environment's reference anchor is kept."""
+def anchor_path(env_id: str, root: Path | None = None, reference: str = LEGACY) -> Path:
+    """Where an environment's anchor for a reference workload is kept."""
     if root is None:
         from latbench.profiling.base import cache_dir
 
         root = cache_dir("reference")
-    return Path(root) / f"{env_id}.json"
+    return Path(root) / (f"{env_id}.json" if reference == LEGACY else f"{env_id}.{reference}.json")
 
 
-def read_anchor(env_id: str, root: Path | None = None) -> float | None:
-    """The environment's anchor (ms), or ``None`` when none was set; a damaged file is an error naming it."""
-    path = anchor_path(env_id, root)
+def read_anchor(env_id: str, root: Path | None = None, reference: str = LEGACY) -> float | None:
+    """The environment's anchor (ms) for ``reference``, or ``None`` when none was set; a damaged file is an
+    error naming it."""
+    path = anchor_path(env_id, root, reference)
     if not path.exists():
         return None
     try:
@@ -62,17 +66,26 @@ def read_anchor(env_id: str, root: Path | None = None) -> float | None:
 
 
 def set_anchor(env_id: str, rows: Sequence[dict[str, Any]], root: Path | None = None) -> float:
-    """Set the environment's anchor from ``rows`` (the median of their ``ref_ms``) and keep it."""
-    refs = [float(r["ref_ms"]) for r in rows if _finite(r.get("ref_ms"))]
-    if not refs:
+    """Set the environment's anchor from ``rows`` (the median of their ``ref_ms``, all timed with one
+    reference workload) and keep it."""
+    timed = [r for r in rows if _finite(r.get("ref_ms"))]
+    if not timed:
         raise LatbenchError("--normalise-drift", "no CPU reference workload was timed (a GPU, or reference_calls 0)")
-    value = float(np.median(refs))
-    path = anchor_path(env_id, root)
+    reference = _one_reference(timed)
+    value = float(np.median([float(r["ref_ms"]) for r in timed]))
+    path = anchor_path(env_id, root, reference)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(
-        path, json.dumps({"schema": ANCHOR_SCHEMA, "env_id": env_id, "ref_anchor_ms": value, "rows": len(refs)}) + "\n"
-    )
+    record = {"schema": ANCHOR_SCHEMA, "env_id": env_id, "reference": reference, "ref_anchor_ms": value}
+    atomic_write_text(path, json.dumps({**record, "rows": len(timed)}) + "\n")
     return value
+
+
+def _one_reference(rows: Sequence[dict[str, Any]]) -> str:
+    names = {row_reference(r) for r in rows}
+    if len(names) != 1:
+        what = f"rows timed with several reference workloads ({', '.join(sorted(names))})"
+        raise LatbenchError("--normalise-drift", what)
+    return names.pop()
 
 
 def normalise(rows: list[dict[str, Any]], anchor_ms: float) -> None:

@@ -261,11 +261,7 @@ def profile_items(
 
     if group_size < 1:
         raise LatbenchError("--group-size", f"must be >= 1, got {group_size}")
-    if normalise_drift and (deploy.device_type != "cpu" or not protocol.reference_calls):
-        raise LatbenchError(
-            "--normalise-drift",
-            "needs the CPU reference workload, which is timed on CPU deployments only (and not with reference_calls 0)",
-        )
+    _check_normalise(normalise_drift, deploy, protocol)
     backend = get_backend(deploy)  # a missing library or GPU fails here, before anything is written
     items = list({it.key(deploy): it for it in items}.values())
     t0 = time.perf_counter()
@@ -275,7 +271,7 @@ def profile_items(
         report = ProfileReport(out=Path(out), requested=len(items), already_done=len(items) - len(todo))
         env = environment(deploy, store, peaks, protocol)
         report.env_id = env["env_id"]
-        anchor = drift.read_anchor(report.env_id) if normalise_drift else None
+        anchor = drift.read_anchor(report.env_id, reference=protocol.reference) if normalise_drift else None
         from latbench.profiling.peaks import deploy_peaks_key
 
         env_peaks = env["peaks"].get(deploy_peaks_key(deploy))
@@ -399,6 +395,14 @@ def profile_space(
     return profile_items(items, space.name, deploy, protocol, out, seed=seed, **kwargs)
 
 
+def _check_normalise(normalise_drift: bool, deploy: DeployConfig, protocol: ProtocolConfig) -> None:
+    if normalise_drift and (deploy.device_type != "cpu" or not protocol.reference_calls):
+        raise LatbenchError(
+            "--normalise-drift",
+            "needs the CPU reference workload, which is timed on CPU deployments only (and not with reference_calls 0)",
+        )
+
+
 def measure_user_model(
     model: str,
     inputs: Sequence[Any],
@@ -407,18 +411,23 @@ def measure_user_model(
     *,
     out: str | Path | None = None,
     seed: int = 0,
+    normalise_drift: bool = False,
 ) -> dict[str, Any]:
     """Measure a user's model (``MODEL.onnx`` or ``module:factory``) with the profiling protocol.
 
     ``inputs`` are :class:`~latbench.profiling.user_model.InputSpec`; they are passed by name
     (keyword arguments of the module, or the ONNX graph's input names). Returns the row, which
-    is also appended to the store at ``out`` when given (its key is the model string).
+    is also appended to the store at ``out`` when given (its key is the model string). With
+    ``normalise_drift`` (CPU) the row also holds its median at the environment's anchor speed,
+    as ``profile --normalise-drift`` stores it (:mod:`latbench.profiling.drift`).
     """
+    from latbench.profiling import drift
     from latbench.profiling.base import get_backend, is_onnx_file
     from latbench.profiling.fingerprint import collect
     from latbench.profiling.protocol import measure
     from latbench.profiling.user_model import load_factory
 
+    _check_normalise(normalise_drift, deploy, protocol)
     backend = get_backend(deploy)
     tensors = {spec.name: spec.make(seed + i) for i, spec in enumerate(inputs)}
     params = flops = None
@@ -458,6 +467,10 @@ def measure_user_model(
         "timestamp": time.time(),
     }
     row.update(m.to_row())
+    row["protocol"] = json.dumps(protocol.to_dict(), sort_keys=True)
+    if normalise_drift:
+        anchor = drift.read_anchor(row["env_id"], reference=protocol.reference)
+        drift.normalise([row], anchor if anchor is not None else drift.set_anchor(row["env_id"], [row]))
     if out is not None:
         with ResultStore(out) as store:
             key = (row["arch"], "model", -1, row["deploy_key"], row["batch"], row["seq_len"])

@@ -14,8 +14,9 @@ For each prepared configuration:
    or when its time (warm-up included) passes ``budget_s`` with ``min_samples``
    and ``min_rounds`` taken (the budget never cuts the spread over rounds short);
    or at ``max_samples``;
-4. on the CPU, a fixed reference workload (:func:`cpu_reference`) is timed
-   ``reference_calls`` times at the start of every round. Each measurement keeps
+4. on the CPU, a fixed reference workload (the protocol's ``reference``,
+   :mod:`latbench.profiling.reference`) is timed ``reference_calls`` times at the
+   start of every round. Each measurement keeps
    ``ref_ms``, the median of the reference over the rounds it was sampled in: the
    speed of the machine while it was measured. On a shared (virtual) machine that
    speed drifts by a few percent over minutes, for every workload alike
@@ -35,6 +36,7 @@ whole protocol with a scripted fake backend and time nothing real.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import time
@@ -49,6 +51,7 @@ from latbench.profiling import drift, fingerprint
 from latbench.profiling.base import Prepared
 from latbench.profiling.config import DeployConfig, ProtocolConfig
 from latbench.profiling.placement import Placement, pinned, plan
+from latbench.profiling.reference import cpu_reference
 from latbench.profiling.stats import Stats, ci_converged, relative_spread
 
 #: Why sampling of a configuration stopped.
@@ -98,50 +101,13 @@ class Probe:
 
     load_average: Callable[[], list[float] | None] = fingerprint.load_average
     gpu_state: Callable[[int], dict[str, Any] | None] = fingerprint.gpu_state
-    cpu_reference: Callable[[int], list[float]] | None = None  # None: :func:`cpu_reference`
+    #: Times the reference workload n times (ms each); None: :func:`~latbench.profiling.reference.cpu_reference`
+    #: with the protocol's ``reference``.
+    cpu_reference: Callable[[int], list[float]] | None = None
     #: Reads a GPU while it runs the timed calls (a :class:`~latbench.profiling.fingerprint.BusySampler`).
     busy_sampler: Callable[[int], Any] = fingerprint.BusySampler
     #: (CPU seconds every process used, this process's own, wall s): two readings give the other work meanwhile.
     cpu_seconds: Callable[[], tuple[float, float, float] | None] = drift.cpu_seconds
-
-
-#: The reference workload: ``_REF_REPEAT`` products of a (128 x 1024) by a (1024 x 1024) fp32 matrix,
-#: one thread, about 8 ms on this project's 2-core CPU machines. The weight (4 MiB) is larger than a core's L2.
-_REF_SHAPE = (128, 1024, 1024)
-_REF_REPEAT = 3
-_ref_tensors: list[Any] = []
-
-
-def cpu_reference(n: int) -> list[float]:
-    """Time a fixed single-threaded CPU workload ``n`` times (ms each): the speed of the machine now.
-
-    The workload (a few transformer-sized matmuls) and its thread count never change, so
-    its time changes only with the machine: CPU frequency, another tenant's use of the
-    shared caches, memory and host. The caller's torch thread count is restored.
-    """
-    import torch
-
-    if not _ref_tensors:
-        gen = torch.Generator().manual_seed(0)
-        m, k, j = _REF_SHAPE
-        _ref_tensors.extend([torch.randn(m, k, generator=gen), torch.randn(k, j, generator=gen), torch.empty(m, j)])
-    x, w, out = _ref_tensors
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        # One untimed call: the model timed just before evicted the weight from the caches, and the
-        # reference is to measure the machine's speed, not how much of its cache another workload took.
-        for _ in range(_REF_REPEAT):
-            torch.mm(x, w, out=out)
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter_ns()
-            for _ in range(_REF_REPEAT):
-                torch.mm(x, w, out=out)
-            times.append((time.perf_counter_ns() - t0) / 1e6)
-        return times
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
@@ -166,7 +132,7 @@ class Measurement:
         gpu_state_after: NVML state after sampling.
         wall_s: Time this configuration itself ran (warm-up and sampling), in seconds.
         info: What the backend recorded (providers, engine cache, ...).
-        ref_ms: Median time of the CPU reference workload (:func:`cpu_reference`) over the rounds
+        ref_ms: Median time of the CPU reference workload (the protocol's ``reference``) over the rounds
             this configuration was sampled in: the machine's speed meanwhile; NaN when none was
             timed (a GPU, or ``reference_calls=0``). ``median_ms`` is not corrected by it.
         ref_spread: How much the reference moved over those rounds: (p90 - p10) / median of its
@@ -432,7 +398,7 @@ def _sample(
     for run in runs:
         if run.gpu_index is not None:
             run.prepared.on_busy = busy[run.gpu_index].sample
-    reference = probe.cpu_reference or cpu_reference
+    reference = probe.cpu_reference or functools.partial(cpu_reference, kind=protocol.reference)
     active = list(runs)
     while active:
         if protocol.reference_calls and any(r.gpu_index is None for r in active):

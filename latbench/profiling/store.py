@@ -611,7 +611,8 @@ class ResultStore:
             ``env_id -> {"description", "rows", "ref_ms", "ref_spread"}``, where ``ref_ms`` is the
             median over that environment's rows of the CPU reference workload's time (the machine's
             speed while it measured; ``None`` where no row timed it) and ``ref_spread`` its p10-p90
-            range relative to that median (how far the machine's speed moved during the run).
+            range relative to that median (how far the machine's speed moved during the run), and
+            ``reference`` the reference workload they are times of.
         """
         t = self._current()
         rows = t.num_rows
@@ -676,16 +677,35 @@ def _steadiness(table: pa.Table) -> dict[str, Any]:
     return out
 
 
-def _reference_by_env(table: pa.Table) -> dict[str, dict[str, float]]:
-    """Per environment: the median ``ref_ms`` over its rows and the p10-p90 range relative to it."""
+def _reference_by_env(table: pa.Table) -> dict[str, dict[str, Any]]:
+    """Per environment: the median ``ref_ms`` over its rows and the p10-p90 range relative to it, of the
+    reference workload most of them were timed with (``reference``; times of two references never mix)."""
     if "ref_ms" not in table.column_names or not table.num_rows:
         return {}
-    frame = table.select(["env_id", "ref_ms"]).to_pandas().dropna()
-    frame = frame[frame["ref_ms"] > 0]
+    from latbench.profiling.reference import row_reference
+
+    cols = ["env_id", "ref_ms", *(["protocol"] if "protocol" in table.column_names else [])]
+    frame = table.select(cols).to_pandas()
+    frame = frame[_positive(frame["ref_ms"])]
+    frame["reference"] = [row_reference({"protocol": p}) for p in frame.get("protocol", [None] * len(frame))]
     out = {}
-    for env_id, ref in frame.groupby("env_id")["ref_ms"]:
-        out[str(env_id)] = {"ref_ms": float(ref.median()), "ref_spread": relative_spread(ref.to_numpy(), min_n=1)}
+    for env_id, rows in frame.groupby("env_id"):
+        reference = rows["reference"].value_counts().idxmax()
+        ref = rows.loc[rows["reference"] == reference, "ref_ms"].astype(float)
+        out[str(env_id)] = {
+            "ref_ms": float(ref.median()),
+            "ref_spread": relative_spread(ref.to_numpy(), min_n=1),
+            "reference": str(reference),
+        }
     return out
+
+
+def _positive(values: Any) -> Any:
+    """Finite and > 0 (a pandas series of floats, NaN/None where unknown)."""
+    import pandas as pd
+
+    v = pd.to_numeric(values, errors="coerce")
+    return v.notna() & (v > 0)
 
 
 def _median_or_none(values: pa.ChunkedArray) -> float | None:

@@ -178,7 +178,7 @@ def test_profile_warns_with_the_figure_when_the_machine_was_busy(space_file, tmp
     import latbench.profiling.protocol as protocol
 
     speeds = itertools.cycle([5.0, 6.5])  # the machine's speed jumps between rounds (and groups)
-    monkeypatch.setattr(protocol, "cpu_reference", lambda n: [next(speeds)] * n)
+    monkeypatch.setattr(protocol, "cpu_reference", lambda n, kind=None: [next(speeds)] * n)
     out = tmp_path / "b.parquet"
     result = runner.invoke(app, profile_args(space_file, out, 3, "--no-blocks", "--group-size", "1"))
     assert result.exit_code == 0, result.output

@@ -1,0 +1,130 @@
+"""The CPU reference workloads: a fixed computation timed in every round, the machine's speed meanwhile.
+
+Two are defined, and a row says which one its ``ref_ms`` is a time of (the ``reference`` field of
+the protocol JSON stored with it; rows without it were timed with ``matmul``):
+
+- ``bert-block`` (the default since issue 17): one transformer encoder block, hidden 512, 8 heads
+  of 64, MLP 2048, GELU, pre-computed random fp32 weights, batch 1, seq 128, one thread, about
+  7 ms on this project's 2-core Xeon VM. Of the candidates it follows the common drift of the
+  bert models the most closely (correlation 0.95 over 10-round bins against 0.86; divided out, two
+  blocks of rounds 8 minutes apart repeat within 1.0% against 2.6% with ``matmul``: RESULTS,
+  reference-choice-cpu): it runs the same kernels as the models timed (GEMMs of transformer
+  shapes, softmax, layer norms, GELU), so a change of the machine that slows one slows the other.
+- ``matmul``: three products of a (128 x 1024) by a (1024 x 1024) fp32 matrix, one thread, about
+  5 ms. The reference of every store written before the ``bert-block`` one; kept so that those
+  stores' ``ref_ms`` keep their meaning and can be re-timed.
+
+Neither depends on latbench's model code, so a change of the search spaces never changes what a
+reference time means. The times of different references are different numbers: anchors and drift
+corrections never mix them (:func:`row_reference`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from latbench.errors import LatbenchError
+
+#: The reference of rows whose protocol does not name one (written before references had names).
+LEGACY = "matmul"
+#: The protocol's default.
+DEFAULT = "bert-block"
+
+_built: dict[str, Callable[[], Any]] = {}
+
+
+def _matmul() -> Callable[[], Any]:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    x, w, out = torch.randn(128, 1024, generator=gen), torch.randn(1024, 1024, generator=gen), torch.empty(128, 1024)
+
+    def call() -> None:
+        for _ in range(3):
+            torch.mm(x, w, out=out)
+
+    return call
+
+
+def _bert_block() -> Callable[[], Any]:
+    import torch
+    import torch.nn.functional as F
+
+    hidden, heads, mlp, seq = 512, 8, 2048, 128
+    gen = torch.Generator().manual_seed(0)
+
+    def weight(rows: int, cols: int) -> Any:
+        return torch.randn(rows, cols, generator=gen) / math.sqrt(cols)
+
+    wqkv, bqkv = weight(3 * hidden, hidden), torch.zeros(3 * hidden)
+    wo, bo = weight(hidden, hidden), torch.zeros(hidden)
+    w1, b1 = weight(mlp, hidden), torch.zeros(mlp)
+    w2, b2 = weight(hidden, mlp), torch.zeros(hidden)
+    x = torch.randn(1, seq, hidden, generator=gen)
+
+    def call() -> Any:
+        with torch.inference_mode():
+            q, k, v = F.linear(x, wqkv, bqkv).view(1, seq, 3, heads, hidden // heads).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, seq, hidden)
+            h = F.layer_norm(x + F.linear(a, wo, bo), (hidden,))
+            return F.layer_norm(h + F.linear(F.gelu(F.linear(h, w1, b1)), w2, b2), (hidden,))
+
+    return call
+
+
+#: name -> builder of the workload (a no-argument callable running it once).
+REFERENCES: dict[str, Callable[[], Callable[[], Any]]] = {"bert-block": _bert_block, "matmul": _matmul}
+
+
+def check(name: Any, where: str = "protocol reference") -> str:
+    """``name`` if it is a reference's name, else a one-line error naming ``where``."""
+    if name not in REFERENCES:
+        raise LatbenchError(where, f"expected one of {', '.join(REFERENCES)}, got {name!r}")
+    return str(name)
+
+
+def cpu_reference(n: int, kind: str = DEFAULT) -> list[float]:
+    """Time the reference workload ``kind`` ``n`` times, single-threaded (ms each): the machine's speed now.
+
+    The workload and its thread count never change, so its time changes only with the machine:
+    CPU frequency, another tenant's use of the shared caches, memory and host. One untimed call
+    comes first: the model timed just before evicted the workload's weights from the caches, and
+    the reference is to measure the machine's speed, not how much cache another workload took.
+    The caller's torch thread count is restored.
+    """
+    import torch
+
+    check(kind)
+    if kind not in _built:
+        _built[kind] = REFERENCES[kind]()
+    call = _built[kind]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        call()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            call()
+            times.append((time.perf_counter_ns() - t0) / 1e6)
+        return times
+    finally:
+        torch.set_num_threads(threads)
+
+
+def row_reference(row: Mapping[str, Any]) -> str:
+    """The reference workload a store row's ``ref_ms`` is a time of: its protocol's ``reference``,
+    ``matmul`` for rows written before references had names (or with no protocol stored)."""
+    raw = row.get("protocol")
+    if not isinstance(raw, str) or not raw:
+        return LEGACY
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return LEGACY
+    name = data.get("reference", LEGACY) if isinstance(data, dict) else LEGACY
+    return str(name) if name in REFERENCES else LEGACY
