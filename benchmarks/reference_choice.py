@@ -1,4 +1,4 @@
-"""Which reference workload follows the models' drift: the protocol's matmuls, or a transformer block?
+"""Which reference workload follows the models' drift: the matmuls, or a transformer block (the protocol's)?
 
 One trace, as `protocol_choice.py` records it (the default command's 6 bert architectures, round-robin,
 5 timed calls each per round, one thread, pinned), with two reference workloads timed at the start of every

@@ -129,6 +129,9 @@ def main() -> None:
     if len(rows) < 2:
         print(f"{len(rows)} run kept in {folder}; compare with a later one: --keep {folder} --resume")
         return
+    protocols = {str(next(iter(run.values())).get("protocol")) for run in rows}
+    if len(protocols) != 1:
+        raise SystemExit("the runs were measured with different protocols (a reference workload, say): not comparable")
     starts = [min(float(r["timestamp"]) for r in run.values()) for run in rows]
     started = time.strftime("%H:%M", time.gmtime(starts[0]))
     if len({frozenset(r) for r in rows}) != 1:

@@ -132,10 +132,10 @@ PROTOCOL_OPTIONS: tuple[_Decl, ...] = (
     ),
     _proto(
         "reference",
-        "--reference",
+        "--reference-workload",
         str | None,
-        "CPU reference workload timed in every round (ref_ms): bert-block or matmul (that of stores "
-        "profiled before references had names).",
+        "CPU workload timed in every round to read the machine's speed (ref_ms): bert-block or matmul (that of "
+        "stores profiled before it had a name).",
     ),
     _Decl(
         "pin",

@@ -297,6 +297,9 @@ def show(
                 f"moved {100 * info['ref_spread']:.1f}% "
                 "(p10-p90) over the rows: the machine's own speed"
             )
+            others = {k: v for k, v in (info.get("references") or {}).items() if k != info.get("reference")}
+            if others:
+                speed += "; also " + ", ".join(f"{n} rows timed with {k}" for k, n in others.items())
         console.print(f"env {env_id}  {info['description']} ({info['rows']} rows{speed})")
 
 

@@ -354,6 +354,10 @@ def run_plan(
     with ResultStore(out) as store:
         fingerprints = store.fingerprints()
         states: dict[str, _TargetState] = {}
+        if len(store) and plan.protocol.reference_calls:
+            from latbench.profiling.reference import refuse_mixing
+
+            refuse_mixing(store.to_table(), plan.protocol.reference, str(out))
         frame = store.to_table().select(["deploy_key", "env_id"]).to_pandas() if len(store) else None
         for t in plan.targets:
             todo = [it for it in items if item_key(it, t) not in store]

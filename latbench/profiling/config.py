@@ -521,7 +521,7 @@ class DeployConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeployConfig:
-        """Inverse of :meth:`to_dict`; unknown fields are refused."""
+        """Inverse of :meth:`to_dict`; unknown fields are refused, a missing ``reference`` is ``matmul``."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -655,9 +655,12 @@ class ProtocolConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProtocolConfig:
-        """Inverse of :meth:`to_dict`; unknown fields are refused."""
+        """Inverse of :meth:`to_dict`; unknown fields are refused, a missing ``reference`` is ``matmul``."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise LatbenchError("protocol", f"unknown field(s) {', '.join(unknown)}")
-        return cls(**dict(data))
+        from latbench.profiling.reference import LEGACY
+
+        # A protocol written before references had names was timed with the legacy one.
+        return cls(**{"reference": LEGACY, **dict(data)})

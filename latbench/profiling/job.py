@@ -267,6 +267,10 @@ def profile_items(
     t0 = time.perf_counter()
     load_before = load_average()
     with ResultStore(out) as store:
+        if deploy.device_type == "cpu" and protocol.reference_calls and len(store):
+            from latbench.profiling.reference import refuse_mixing
+
+            refuse_mixing(store.to_table(), protocol.reference, str(out))
         todo = [it for it in items if it.key(deploy) not in store]
         report = ProfileReport(out=Path(out), requested=len(items), already_done=len(items) - len(todo))
         env = environment(deploy, store, peaks, protocol)

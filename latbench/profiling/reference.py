@@ -5,11 +5,13 @@ the protocol JSON stored with it; rows without it were timed with ``matmul``):
 
 - ``bert-block`` (the default since issue 17): one transformer encoder block, hidden 512, 8 heads
   of 64, MLP 2048, GELU, pre-computed random fp32 weights, batch 1, seq 128, one thread, about
-  7 ms on this project's 2-core Xeon VM. Of the candidates it follows the common drift of the
-  bert models the most closely (correlation 0.95 over 10-round bins against 0.86; divided out, two
-  blocks of rounds 8 minutes apart repeat within 1.0% against 2.6% with ``matmul``: RESULTS,
-  reference-choice-cpu): it runs the same kernels as the models timed (GEMMs of transformer
-  shapes, softmax, layer norms, GELU), so a change of the machine that slows one slows the other.
+  7 ms on this project's 2-core Xeon VM. Of the candidates a block of this shape followed the
+  common drift of the bert models the most closely (correlation 0.95 over 10-round bins against
+  0.86; divided out, two blocks of rounds 8 minutes apart repeat within 1.0% against 2.6% with
+  ``matmul``: RESULTS, reference-choice-cpu, recorded with the bert space's own block of this
+  shape, of which this is a copy in plain torch operations): it runs the same kernels as the
+  models timed (GEMMs of transformer shapes, softmax, layer norms, GELU), so a change of the
+  machine that slows one slows the other.
 - ``matmul``: three products of a (128 x 1024) by a (1024 x 1024) fp32 matrix, one thread, about
   5 ms. The reference of every store written before the ``bert-block`` one; kept so that those
   stores' ``ref_ms`` keep their meaning and can be re-timed.
@@ -117,8 +119,9 @@ def cpu_reference(n: int, kind: str = DEFAULT) -> list[float]:
 
 
 def row_reference(row: Mapping[str, Any]) -> str:
-    """The reference workload a store row's ``ref_ms`` is a time of: its protocol's ``reference``,
-    ``matmul`` for rows written before references had names (or with no protocol stored)."""
+    """The reference workload a store row's ``ref_ms`` is a time of: its protocol's ``reference`` as
+    stored (a name this latbench does not know stays that name, never taken for another), ``matmul``
+    for rows written before references had names (or with no protocol stored)."""
     raw = row.get("protocol")
     if not isinstance(raw, str) or not raw:
         return LEGACY
@@ -126,5 +129,30 @@ def row_reference(row: Mapping[str, Any]) -> str:
         data = json.loads(raw)
     except ValueError:
         return LEGACY
-    name = data.get("reference", LEGACY) if isinstance(data, dict) else LEGACY
-    return str(name) if name in REFERENCES else LEGACY
+    name = data.get("reference") if isinstance(data, dict) else None
+    return LEGACY if name is None else str(name)
+
+
+def store_references(table: Any) -> dict[str, int]:
+    """Rows with a reference time (``ref_ms``) per reference workload, in a store's table (pyarrow)."""
+    if not table.num_rows or "ref_ms" not in table.column_names:
+        return {}
+    protocols = table.column("protocol").to_pylist() if "protocol" in table.column_names else [None] * table.num_rows
+    out: dict[str, int] = {}
+    for ref, proto in zip(table.column("ref_ms").to_pylist(), protocols):
+        if ref is not None and ref == ref and ref > 0:
+            name = row_reference({"protocol": proto})
+            out[name] = out.get(name, 0) + 1
+    return out
+
+
+def refuse_mixing(table: Any, reference: str, where: str) -> None:
+    """A one-line error when the store at ``where`` holds rows timed with another reference than
+    ``reference``: adding to it would put two references' times, which are not one scale, in one store."""
+    others = sorted(set(store_references(table)) - {reference})
+    if others:
+        raise LatbenchError(
+            where,
+            f"holds rows timed with --reference-workload {others[0]}, not {reference}: give --reference-workload "
+            f"{others[0]} to add to it, or write to a new store",
+        )

@@ -611,8 +611,9 @@ class ResultStore:
             ``env_id -> {"description", "rows", "ref_ms", "ref_spread"}``, where ``ref_ms`` is the
             median over that environment's rows of the CPU reference workload's time (the machine's
             speed while it measured; ``None`` where no row timed it) and ``ref_spread`` its p10-p90
-            range relative to that median (how far the machine's speed moved during the run), and
-            ``reference`` the reference workload they are times of.
+            range relative to that median (how far the machine's speed moved during the run), of
+            ``reference``, the reference workload most rows were timed with (``references``: rows per
+            reference; the times of two references are not one scale and are never put together).
         """
         t = self._current()
         rows = t.num_rows
@@ -690,12 +691,14 @@ def _reference_by_env(table: pa.Table) -> dict[str, dict[str, Any]]:
     frame["reference"] = [row_reference({"protocol": p}) for p in frame.get("protocol", [None] * len(frame))]
     out = {}
     for env_id, rows in frame.groupby("env_id"):
-        reference = rows["reference"].value_counts().idxmax()
+        counts = rows["reference"].value_counts()
+        reference = counts.idxmax()
         ref = rows.loc[rows["reference"] == reference, "ref_ms"].astype(float)
         out[str(env_id)] = {
             "ref_ms": float(ref.median()),
             "ref_spread": relative_spread(ref.to_numpy(), min_n=1),
             "reference": str(reference),
+            "references": {str(k): int(v) for k, v in sorted(counts.items())},
         }
     return out
 

@@ -7,7 +7,6 @@ import json
 import math
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -93,16 +92,15 @@ def test_profile_times_the_reference_asked_and_records_it(space_file, tmp_path, 
     assert (df.ref_anchor_ms == 7.0).all()
     asked.clear()
     result = runner.invoke(
-        app, profile_args(space_file, legacy, 1, "--no-blocks", "--reference", "matmul", "--normalise-drift")
+        app, profile_args(space_file, legacy, 1, "--no-blocks", "--reference-workload", "matmul", "--normalise-drift")
     )
     assert result.exit_code == 0, result.output
     assert set(asked) == {"matmul"} and (read_store(legacy).ref_anchor_ms == 5.0).all()  # its own anchor
     shown = json.loads(runner.invoke(app, ["show", str(legacy), "--json"]).stdout)
     (env,) = shown["envs"].values()
     assert env["reference"] == "matmul" and env["ref_ms"] == 5.0
-    assert_one_line_error(
-        runner.invoke(app, profile_args(space_file, tmp_path / "x.parquet", 1, "--reference", "fft")), "--reference"
-    )
+    bad = profile_args(space_file, tmp_path / "x.parquet", 1, "--reference-workload", "fft")
+    assert_one_line_error(runner.invoke(app, bad), "--reference-workload")
     assert not (tmp_path / "x.parquet").exists()
 
 
@@ -112,13 +110,32 @@ def test_drift_correction_refuses_a_store_that_mixes_references(space_file, tmp_
 
     monkeypatch.setattr(protocol, "cpu_reference", lambda n, kind="bert-block": [1.0 + (kind == "matmul")] * n)
     out = tmp_path / "mixed.parquet"
-    for reference, n in (("bert-block", 2), ("matmul", 4)):  # the second run adds two architectures
-        result = runner.invoke(app, profile_args(space_file, out, n, "--no-blocks", "--reference", reference))
-        assert result.exit_code == 0, result.output
-    assert len(load_store(out, drift_correction=0.0).frame) >= 3  # as measured: fine
+    result = runner.invoke(app, profile_args(space_file, out, 2, "--no-blocks"))
+    assert result.exit_code == 0, result.output
+    # Adding rows timed with the other reference is refused in one line, the store untouched ...
+    before = read_store(out)
+    result = runner.invoke(app, profile_args(space_file, out, 4, "--no-blocks", "--reference-workload", "matmul"))
+    assert_one_line_error(result, str(out))
+    assert "--reference-workload bert-block" in result.output
+    assert read_store(out).equals(before)
+    # ... and a store that mixes them anyway (two stores put together by hand) is refused by the correction.
+    other = tmp_path / "other.parquet"
+    result = runner.invoke(app, profile_args(space_file, other, 4, "--no-blocks", "--reference-workload", "matmul"))
+    assert result.exit_code == 0, result.output
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    a, b = pq.read_table(out), pq.read_table(other)
+    b = b.filter(pc.invert(pc.is_in(b.column("arch"), value_set=a.column("arch").combine_chunks())))
+    pq.write_table(pa.concat_tables([a, b.cast(a.schema)]), out)
+    n_matmul = b.num_rows
+    assert n_matmul >= 1 and len(load_store(out, drift_correction=0.0).frame) == 2 + n_matmul  # as measured: fine
     with pytest.raises(LatbenchError, match="2 reference workloads"):
         load_store(out, drift_correction=1.0)
-    assert isinstance(read_store(out), pd.DataFrame)
+    shown = json.loads(runner.invoke(app, ["show", str(out), "--json"]).stdout)
+    (env,) = shown["envs"].values()
+    assert env["references"] == {"bert-block": 2, "matmul": n_matmul}
 
 
 def test_measure_normalises_drift_like_profile_and_keeps_the_raw_median(tmp_path, monkeypatch):
