@@ -202,6 +202,7 @@ def train_predictor(
             "architectures": dataset.n_groups,
             "target": STATISTIC_COLUMNS.get(dataset.statistic, "target") if dataset.kind == "store" else "latency_ms",
             "drift_correction": dataset.drift_correction,
+            **({"reference_workload": _reference_of(dataset)} if dataset.drift_correction else {}),
         },
         validity=dataset.validity.to_dict(),
         split={
@@ -322,3 +323,11 @@ def predict_dataset(predictor: Predictor, dataset: Dataset, force: bool = False)
     for name, values in zip(PREDICTION_COLUMNS, (pred.ms, pred.low_ms, pred.high_ms)):
         out[name] = values
     return out
+
+
+def _reference_of(dataset: Dataset) -> str:
+    """The reference workload whose times the drift correction divided by (one per store: see load_store_dataset)."""
+    from latbench.profiling.reference import row_reference
+
+    protocol = dataset.frame["protocol"].iloc[0] if "protocol" in dataset.frame else None
+    return row_reference({"protocol": protocol})

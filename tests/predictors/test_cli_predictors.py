@@ -147,6 +147,7 @@ def test_train_and_evaluate_with_drift_correction(tmp_path):
     assert r.exit_code == 0, r.output
     card = json.loads((out / "card.json").read_text())
     assert card["training_data"]["drift_correction"] == 1.0 and "--drift-correction 1" in card["command"]
+    assert card["training_data"]["reference_workload"] == "matmul"  # synthetic rows name no reference: legacy
     # the card's command rebuilds the same predictor
     assert "--split 0.7,0.1,0.2" in card["command"] and "--max-train-archs 30" in card["command"]
     r = run("evaluate-predictor", "--predictor", out, "--data", store, "--drift-correction", 1, "--json")
