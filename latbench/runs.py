@@ -387,6 +387,7 @@ def find_predictor(
     if found is not None:
         return found
     reasons = []
+    fitting = []
     root = Path(shipped) if shipped is not None else shipped_predictors_dir()
     for d in _children(root):
         if not (d / "card.json").is_file():
@@ -396,8 +397,17 @@ def find_predictor(
         except LatbenchError as exc:
             problems = [exc.what]
         if not problems:
-            return d
-        reasons.append(f"{d} does not hold here: {problems[0]}")
+            fitting.append(d)
+        else:
+            reasons.append(f"{d} does not hold here: {problems[0]}")
+    if fitting:
+        # One trained at this very workload before one that interpolates to it; of those, the one trained
+        # on the fewest workloads (all its data at this one) before a predictor over many.
+        def preference(d: Path) -> tuple[bool, int]:
+            v = ModelCard.load(d / "card.json").validity_obj()
+            return v.workload_kind(batch, seq_len) != "trained", len(v.workloads or ()) or 1
+
+        return min(fitting, key=preference)
     why = "; ".join(reasons) if reasons else "no shipped predictor"
     raise LatbenchError(
         "--predictor",

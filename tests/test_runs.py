@@ -124,3 +124,24 @@ def test_a_shipped_predictor_is_taken_only_where_its_card_holds(tmp_path, monkey
     assert runs.find_predictor("bert", 1, 128, runs=tmp_path / "runs", shipped=shipped).name == "bert_cpu_b1_s128"
     with pytest.raises(LatbenchError, match="seq_len"):  # another workload
         runs.find_predictor("bert", 1, 64, runs=tmp_path / "runs", shipped=shipped)
+
+
+def test_of_the_shipped_predictors_the_one_trained_at_the_workload_comes_first(tmp_path, monkeypatch):
+    names = ("bert_cpu-xeon_workloads", "bert_cpu-xeon_b1_s128")
+    if not all((SHIPPED / n / "card.json").is_file() for n in names):
+        pytest.skip("no shipped predictors in this tree")
+    shipped = tmp_path / "predictors"
+    shutil.copytree(SHIPPED / names[0], shipped / names[0])
+    shutil.copytree(SHIPPED / names[1], shipped / "z_b1_s128")  # listed after the predictor over workloads
+    device = json.loads((shipped / names[0] / "card.json").read_text())["validity"]["device"]
+    import latbench.lut.build as build
+
+    monkeypatch.setattr(build, "hardware_name", lambda device_, env=None: device)
+    none = tmp_path / "runs"
+    # batch 1, seq 128: both hold, the one trained on it alone is taken, though listed last.
+    assert runs.find_predictor("bert", 1, 128, runs=none, shipped=shipped).name == "z_b1_s128"
+    # Other workloads: only the predictor over workloads holds (trained at 4x128, interpolating 3x96).
+    assert runs.find_predictor("bert", 4, 128, runs=none, shipped=shipped).name == "bert_cpu-xeon_workloads"
+    assert runs.find_predictor("bert", 3, 96, runs=none, shipped=shipped).name == "bert_cpu-xeon_workloads"
+    with pytest.raises(LatbenchError, match="batch"):  # beyond every shipped predictor
+        runs.find_predictor("bert", 64, 64, runs=none, shipped=shipped)
