@@ -182,15 +182,21 @@ def write_row(label: str, line: str) -> None:
 
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
     m = re.search(r"<!-- rerun-cpu:start -->(.*?)<!-- rerun-cpu:end -->", text, re.S)
-    kept = []
+    kept, notes = [], ""
     if m:
-        kept = [ln for ln in m.group(1).splitlines() if ln.startswith("| ") and not ln.startswith(("| runs", "| ---"))]
+        lines = m.group(1).splitlines()
+        kept = [ln for ln in lines if ln.startswith("| ") and not ln.startswith(("| runs", "| ---"))]
         kept = [ln for ln in kept if ln.split("|")[1].strip() != label]
+        # What was written under the table by hand (the reading of the rows) stays under it.
+        last = max((i for i, ln in enumerate(lines) if ln.startswith("| ")), default=len(lines))
+        notes = "\n".join(lines[last + 1 :]).strip()
     body = (
         "The plain `latbench profile` command (issue 17: 6 bert architectures, whole models, every protocol and "
         "placement option at its default) run twice into fresh stores; per architecture |a - b| / mean(a, b) of "
         "the medians. One row per invocation of `benchmarks/rerun.py`.\n\n" + HEAD + "\n" + "\n".join([*kept, line])
     )
+    if notes:
+        body += "\n\n" + notes
     write_section("rerun-cpu", "The default profile command, run twice (cpu)", body, "python benchmarks/rerun.py")
 
 
