@@ -9,7 +9,8 @@ the protocol JSON stored with it; rows without it were timed with ``matmul``):
   common drift of the bert models the most closely (correlation 0.95 over 10-round bins against
   0.86; divided out, two blocks of rounds 8 minutes apart repeat within 1.0% against 2.6% with
   ``matmul``: RESULTS, reference-choice-cpu, recorded with the bert space's own block of this
-  shape, of which this is a copy in plain torch operations): it runs the same kernels as the
+  shape, of which this is a copy in plain torch operations; a second trace timing this very
+  workload: 0.95 against 0.92, and no clear difference in the rerun figures): it runs the same kernels as the
   models timed (GEMMs of transformer shapes, softmax, layer norms, GELU), so a change of the
   machine that slows one slows the other.
 - ``matmul``: three products of a (128 x 1024) by a (1024 x 1024) fp32 matrix, one thread, about
