@@ -406,8 +406,6 @@ def target_text(rerun: dict[str, float], walls: dict[str, float]) -> str:
     peers = {t: d for t, d in rerun.items() if not t.startswith("latbench")}
     parts = []
     for tool in [t for t in rerun if t.startswith("latbench")]:
-        if tool not in rerun:
-            continue
         lowest = all(rerun[tool] < d for d in peers.values()) if peers else None
         ratio = walls[tool] / walls[PEER_OF_WALL] if PEER_OF_WALL in walls else None
         low_text = "n/a (no peer ran)" if lowest is None else ("yes" if lowest else "no")

@@ -293,7 +293,7 @@ def show(
         speed = ""
         if info.get("ref_ms") is not None:
             speed = (
-                f"; CPU reference workload ({info.get('reference', 'matmul')}) {info['ref_ms']:.3f} ms, "
+                f"; CPU reference workload ({info['reference']}) {info['ref_ms']:.3f} ms, "
                 f"moved {100 * info['ref_spread']:.1f}% "
                 "(p10-p90) over the rows: the machine's own speed"
             )

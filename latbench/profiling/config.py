@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from latbench.errors import LatbenchError
+from latbench.profiling import reference as reference_workloads
 from latbench.profiling.placement import default_threads
 from latbench.profiling.stats import UNSTABLE_IQR_RATIO
 
@@ -521,7 +522,7 @@ class DeployConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeployConfig:
-        """Inverse of :meth:`to_dict`; unknown fields are refused, a missing ``reference`` is ``matmul``."""
+        """Inverse of :meth:`to_dict`; unknown fields are refused."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -595,7 +596,7 @@ class ProtocolConfig:
     min_rounds: int = 10
     round_warmup_calls: int = 1
     reference_calls: int = 3
-    reference: str = "bert-block"
+    reference: str = reference_workloads.DEFAULT
     unstable_iqr_ratio: float = UNSTABLE_IQR_RATIO
     pin_threads: bool = True
     busy_ref_spread: float = 0.15
@@ -618,9 +619,7 @@ class ProtocolConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise LatbenchError(f"protocol {name}", f"must be an integer >= {low}, got {value!r}")
-        from latbench.profiling.reference import check
-
-        check(self.reference)
+        reference_workloads.check(self.reference)
         if self.max_samples < self.min_samples:
             raise LatbenchError(
                 "protocol max_samples", f"must be >= min_samples ({self.min_samples}), got {self.max_samples}"
@@ -660,7 +659,5 @@ class ProtocolConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise LatbenchError("protocol", f"unknown field(s) {', '.join(unknown)}")
-        from latbench.profiling.reference import LEGACY
-
         # A protocol written before references had names was timed with the legacy one.
-        return cls(**{"reference": LEGACY, **dict(data)})
+        return cls(**{"reference": reference_workloads.LEGACY, **dict(data)})
