@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def machine() -> str:
 
 def write_section(name: str, title: str, body: str, command: str | None = None) -> None:
     """Replace (or add) the section ``name`` of RESULTS.md with ``body`` under ``title``."""
-    cmd = command or "python " + " ".join(sys.argv)
+    cmd = command or "python " + shlex.join(sys.argv)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"<!-- {name}:start -->\n## {title}\n\n"

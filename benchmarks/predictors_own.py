@@ -26,7 +26,13 @@ speed an hour later) is divided out first: a predictor trained on the first run'
 carries that run's level, and the shift says nothing about ranking or the labels' noise. Both
 runs' targets get the chosen configuration's statistic and drift correction, run 2's at run 1's
 median reference speed. Target: the chosen predictor's test MAPE <= 1.5 x the floor,
-±10% >= 99.5%, Kendall tau >= 0.97, trained on <= 500 architectures.
+±10% >= 99.5%, Kendall tau >= 0.97, trained on <= 500 architectures. Beside the floor, what that
+perfect predictor would score on ±5%, ±10% and tau against one run is simulated from the rerun
+differences (:func:`latbench.predictors.label_noise_ceiling`): the ceiling of every target on
+labels this noisy (tau between the two runs understates it: both of its sides are noisy).
+
+With ``--lut`` the table's calibrated block sum (lut-sum) and xgboost given the block sum as a
+feature (``xgboost+lut``: a boosted residual on top of the table) are judged too.
 
     python benchmarks/predictors_own.py --store STORE --remeasure STORE2 --lut LUT --write --ship DIR
 """
@@ -34,6 +40,7 @@ median reference speed. Target: the chosen predictor's test MAPE <= 1.5 x the fl
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +55,8 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "xgboost+squared": ("xgboost", {"objective": "squared"}),
     "xgboost+monotone": ("xgboost", {"monotone": "true", "objective": "squared"}),
     "xgboost+bagged": ("xgboost", {"num_parallel_tree": "4", "subsample": "0.7"}),
+    "xgboost+squared+lr0.1": ("xgboost", {"objective": "squared", "learning_rate": "0.1"}),
+    "xgboost+squared+lr0.2": ("xgboost", {"objective": "squared", "learning_rate": "0.2"}),
     "xgboost+monotone+bagged": (
         "xgboost",
         {"monotone": "true", "objective": "squared", "num_parallel_tree": "4", "subsample": "0.7"},
@@ -55,16 +64,61 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
+#: With ``--lut``: xgboost given the table's block sum as one more feature. Its log-linear base then
+#: regresses on the log of the LUT sum too, and the trees fit what the table misses: a boosted
+#: residual on top of LUT-sum (issue 18). A benchmark variant: the features are a ``table`` set of
+#: the arch features plus the column, computed here, so it is judged, not shipped.
+LUT_VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "xgboost+lut": ("xgboost", {}),
+    "xgboost+squared+lut": ("xgboost", {"objective": "squared"}),
+}
+LUT_COLUMN = "f_lut_sum_ms"
+
+
 def resolve(name: str) -> tuple[str, dict[str, str]]:
-    """(registered model, config) of a name of :data:`MODELS` or :data:`VARIANTS`."""
-    return VARIANTS.get(name, (name, {}))
+    """(registered model, config) of a name of :data:`MODELS`, :data:`VARIANTS` or :data:`LUT_VARIANTS`."""
+    return {**VARIANTS, **LUT_VARIANTS}.get(name, (name, {}))
+
+
+def with_lut_column(ds, lut):
+    """(``ds`` with the arch features and the LUT's block sum as columns, the ``table`` feature set of them)."""
+    from dataclasses import replace
+
+    from latbench.predictors.base import create_predictor
+    from latbench.predictors.features import FeatureSpec, frame_features
+    from latbench.predictors.train import default_feature_spec
+
+    arch_spec = default_feature_spec(ds)
+    x = frame_features(ds.frame, arch_spec)
+    table = create_predictor("lut-sum")
+    table.set_lut(lut)
+    frame = ds.frame.copy()
+    names = [f"f_{c}" for c in arch_spec.columns]
+    for i, c in enumerate(names):
+        frame[c] = x[:, i]
+    frame[LUT_COLUMN] = table.featurize(ds.frame)[:, 0]
+    return replace(ds, frame=frame), FeatureSpec(kind="table", columns=(*names, LUT_COLUMN))
+
+
+def make_predictor(ds, name: str, lut):
+    """An unfitted predictor of ``name`` for ``ds``, and the data set to featurize (with the LUT column)."""
+    from latbench.predictors.base import create_predictor
+    from latbench.predictors.train import default_feature_spec
+
+    model, config = resolve(name)
+    if model == "lut-sum":
+        pred = create_predictor(model)
+        pred.set_lut(lut)
+        return pred, ds
+    if name in LUT_VARIANTS:
+        ds, spec = with_lut_column(ds, lut)
+        return create_predictor(model, config or None, spec), ds
+    return create_predictor(model, config or None, default_feature_spec(ds)), ds
 
 
 def cv_mape(ds, name: str, split, lut, seed: int, folds: int = 5) -> float:
     """Mean MAPE of ``model`` over a grouped ``folds``-fold cross-validation on the non-test rows of ``split``."""
-    from latbench.predictors.base import create_predictor
     from latbench.predictors.metrics import compute_metrics
-    from latbench.predictors.train import default_feature_spec
 
     dev = np.concatenate([split.train, split.val])
     groups = ds.groups[dev]
@@ -79,13 +133,8 @@ def cv_mape(ds, name: str, split, lut, seed: int, folds: int = 5) -> float:
         # early stopping on a tenth of the fitting architectures, as train_predictor's val part
         fit_groups = ds.groups[fit_idx]
         es = np.isin(fit_groups, rng.permutation(np.unique(fit_groups))[: max(1, np.unique(fit_groups).size // 10)])
-        model, config = resolve(name)
-        if model == "lut-sum":
-            pred = create_predictor(model)
-            pred.set_lut(lut)
-        else:
-            pred = create_predictor(model, config or None, default_feature_spec(ds))
-        x = pred.featurize(ds.frame)
+        pred, data = make_predictor(ds, name, lut)
+        x = pred.featurize(data.frame)
         pred.fit(x[fit_idx[~es]], y[fit_idx[~es]], x[fit_idx[es]], y[fit_idx[es]], seed=seed)
         mapes.append(compute_metrics(pred.predict(x[held]), y[held]).mape)
     return float(np.mean(mapes))
@@ -131,40 +180,48 @@ def noise_floor(store: str, again: Path, result, stat: str, beta: float, m) -> l
 
     a, b = target(first), target(second)
     keys = [k for k in test_archs if k in b]
-    r1 = np.array([a[k] for k in keys])
-    r2 = np.array([b[k] for k in keys])
-    shift = float(np.median(r2 / r1))
-    rel = np.abs(r2 / shift - r1) / ((r2 / shift + r1) / 2)
-    raw = np.abs(r2 - r1) / ((r2 + r1) / 2)
-    floor = float(100 * rel.mean() / np.sqrt(2))
-    from scipy.stats import kendalltau
+    from latbench.predictors.metrics import label_noise_ceiling
 
-    tau = float(kendalltau(r1, r2).statistic)
-    ratio = m.mape / floor
+    c = label_noise_ceiling([a[k] for k in keys], [b[k] for k in keys])
+    ratio = m.mape / c.floor_mape
     met = ratio <= 1.5 and m.within_10pct >= 0.995 and m.kendall_tau >= 0.97
     t0 = second["timestamp"].min() - first["timestamp"].max()
     return [
-        f"Label-noise floor: the {len(keys)} held-out architectures measured a second time "
+        f"Label-noise floor: the {c.n} held-out architectures measured a second time "
         f"(`{again}`, same deployment and protocol, started {t0 / 60:.0f} min after the first run ended). "
         f"Targets as the chosen predictor's ({stat}, drift β {beta:g}). The second run was "
-        f"{100 * (shift - 1):+.2f}% off the first overall (divided out); the relative rerun difference per "
-        f"architecture: mean {100 * rel.mean():.2f}%, median {100 * np.median(rel):.2f}%, max {100 * rel.max():.2f}% "
-        f"({100 * raw.mean():.2f}% mean before the common shift is divided out); Kendall τ between the two runs "
-        f"{tau:.3f}.",
+        f"{c.shift:+.2f}% off the first overall (divided out); the relative rerun difference per "
+        f"architecture: mean {c.rerun_mean:.2f}%, median {c.rerun_median:.2f}%, max {c.rerun_max:.2f}%; "
+        f"Kendall τ between the two runs {c.rerun_tau:.3f}.",
         "",
         f"**Floor** (the MAPE a perfect predictor would get against one run: mean rerun difference / √2): "
-        f"**{floor:.2f}%**. The chosen predictor's test MAPE {m.mape:.2f}% is **{ratio:.2f}x** the floor; "
-        f"the issue's targets (MAPE <= 1.5x floor, ±10% >= 99.5%, τ >= 0.97) are {'met' if met else '**not** met'} "
-        f"(±10% {100 * m.within_10pct:.1f}%, τ {m.kendall_tau:.3f}; τ between two runs of the same architectures "
-        f"is {tau:.3f}, the most a predictor judged against one run can be expected to reach).",
+        f"**{c.floor_mape:.2f}%**. What that perfect predictor would score against one run on the other "
+        f"targets (simulated from the rerun differences, `latbench.predictors.label_noise_ceiling`): MAPE "
+        f"{c.mape:.2f}%, ±10% {100 * c.within_10pct:.1f}%, Kendall τ {c.kendall_tau:.3f}: the most any "
+        f"predictor can be expected to reach on these labels.",
+        "",
+        "| against run 1 | MAPE | MAPE / floor | ±5% | ±10% | Kendall τ |",
+        "| --- | --: | --: | --: | --: | --: |",
+        f"| the chosen predictor | {m.mape:.2f}% | {ratio:.2f}x | {100 * m.within_5pct:.1f}% | "
+        f"{100 * m.within_10pct:.1f}% | {m.kendall_tau:.3f} |",
+        f"| a perfect predictor (simulated) | {c.mape:.2f}% | {c.mape / c.floor_mape:.2f}x | "
+        f"{100 * c.within_5pct:.1f}% | {100 * c.within_10pct:.1f}% | {c.kendall_tau:.3f} |",
+        "| issue 18's target | | <= 1.50x | | >= 99.5% | >= 0.970 |",
+        "",
+        f"The targets are {'met' if met else '**not** met'}.",
     ]
 
 
-def prediction_throughput(pred, passes: int = 3) -> str:
-    """Architectures per second of ``pred`` (features + point) on 10^6 random bert architectures, one core."""
+_PINNED: str | None = None
+
+
+def prediction_throughput(pred, passes: int = 3) -> tuple[float, str]:
+    """(best rate, a sentence): architectures per second of ``pred`` (features + point) on 10^6 random bert
+    architectures, one core."""
     from predictors import N_ARCHS, _pin_one_core, _random_bert_arrays, _rates
 
-    where = _pin_one_core()
+    global _PINNED
+    _PINNED = where = _PINNED or _pin_one_core()  # once: a second call would see one CPU left
     if hasattr(pred, "set_threads"):
         pred.set_threads(1)
     arrays = _random_bert_arrays(N_ARCHS)
@@ -173,7 +230,7 @@ def prediction_throughput(pred, passes: int = 3) -> str:
     best, med = _rates(lambda: pred.predict_arrays(arrays, 1, 128, chunk_size=chunk), N_ARCHS, passes)
     size = f"{pred.best_rounds} boosting rounds" if getattr(pred, "best_rounds", None) else pred.name
     ok = "at or above" if best >= 1e6 else "**below**"
-    return (
+    return best, (
         f"Prediction throughput of the chosen predictor ({pred.name}, {size}; features + point prediction, "
         f"{N_ARCHS:,} random bert architectures as arrays, {where}, 1 thread): best {best:,.0f}, median {med:,.0f} "
         f"architectures/s over {passes} passes, {ok} the 10^6/s target."
@@ -201,6 +258,7 @@ def main() -> None:
     )
     ap.add_argument("--throughput", action="store_true", help="Time the chosen predictor on 10^6 archs, one core.")
     ap.add_argument("--section", default="predictors-own-cpu", help="RESULTS.md section to write (one per machine).")
+    ap.add_argument("--title", default=None, help="The section's title (default: from --section).")
     ap.add_argument(
         "--remeasure-only",
         action="store_true",
@@ -228,11 +286,12 @@ def main() -> None:
         split = grouped_split(ds.groups, args.seed, fractions, args.train, args.test)
         remeasure(args.store, args.remeasure, sorted(set(ds.groups[split.test].tolist())))
         return
-    rows, best = [], None
+    cpus = os.sched_getaffinity(0)
+    rows, candidates = [], []
     for stat, beta in [(s, float(b)) for s in args.statistics.split(",") for b in args.drift_corrections.split(",")]:
         ds = load_dataset(args.store, stat, drift_correction=beta)
         names = args.models.split(",") if args.models else [*MODELS, *VARIANTS]
-        for name in names + (["lut-sum"] if args.lut is not None else []):
+        for name in names + (["lut-sum", *LUT_VARIANTS] if args.lut is not None else []):
             model, config = resolve(name)
             split = ",".join(f"{f:.4g}" for f in fractions)
             command = (
@@ -242,10 +301,14 @@ def main() -> None:
                 + (f" --drift-correction {beta:g}" if beta else "")
                 + "".join(f" --param {k}={v}" for k, v in config.items())
             )
+            data, features = ds, None
+            if name in LUT_VARIANTS:
+                data, features = with_lut_column(ds, args.lut)
             result = train_predictor(
-                ds,
+                data,
                 model,
                 config=config or None,
+                features=features,
                 lut=args.lut if model == "lut-sum" else None,
                 seed=args.seed,
                 fractions=fractions,
@@ -258,8 +321,9 @@ def main() -> None:
             cv = cv_mape(ds, name, result.split, args.lut, args.seed)
             rows.append((stat, beta, name, n_train, cv, m))
             print(stat, beta, name, n_train, m.n, f"cv {cv:.2f}%", f"test {m.mape:.2f}%", flush=True)
-            if best is None or cv < best[4]:
-                best = (result, stat, name, beta, cv)
+            if name in LUT_VARIANTS:
+                continue  # judged, not chosen: its features are computed by this script (see LUT_VARIANTS)
+            candidates.append((result, stat, name, beta, cv))
     lines = [
         f"Store `{args.store}`: {n_archs} architectures, deployment {ds.validity.describe()}. The measurements' own "
         f"precision: median relative half-width of the median's 95% CI {100 * float(np.median(half)):.2f}% "
@@ -270,7 +334,13 @@ def main() -> None:
         "workload timed in the row's rounds (0: as measured).",
         "",
         "Selection: 5-fold cross-validation grouped by architecture over the training and validation "
-        "architectures only (CV MAPE); the test columns are those 200 held-out architectures.",
+        "architectures only (CV MAPE); the test columns are those 200 held-out architectures."
+        + (
+            " With the throughput check, the choice is the lowest CV MAPE among the configurations that predict at "
+            "least 10^6 architectures/s on one core (tried in CV order)."
+            if args.throughput
+            else ""
+        ),
         "",
         "| statistic | drift β | model | train archs | CV MAPE | test archs | MAPE | ±5% | ±10% | Kendall τ "
         "| max APE |",
@@ -281,19 +351,51 @@ def main() -> None:
             f"| {stat} | {beta:g} | {model} | {n_train} | {cv:.2f}% | {m.n} | {m.mape:.2f}% | "
             f"{100 * m.within_5pct:.1f}% | {100 * m.within_10pct:.1f}% | {m.kendall_tau:.3f} | {m.max_ape:.1f}% |"
         )
-    result, stat, model, beta, cv = best  # type: ignore[misc]
+    # the lowest CV MAPE; with --throughput, the lowest among those a search can use (>= 10^6 archs/s, one core)
+    candidates.sort(key=lambda c: c[4])
+    best, rate_line, slow = candidates[0], None, []
+    if args.throughput:
+        for cand in candidates:
+            rate, rate_line = prediction_throughput(cand[0].predictor)
+            if rate >= 1e6:
+                best = cand
+                break
+            slow.append(f"{cand[2]} on {cand[1]}, β {cand[3]:g} (CV {cand[4]:.2f}%, {rate:,.0f}/s)")
+        else:
+            best = candidates[0]
+            rate_line = prediction_throughput(best[0].predictor)[1]
+    if _PINNED is not None:
+        os.sched_setaffinity(0, cpus)  # the machine line below names the cores the profile had
+    result, stat, model, beta, cv = best
     m = result.metrics["test"]
     met = m.within_10pct >= 0.99 and m.mape <= 3.0 and m.kendall_tau >= 0.95
+    if slow:
+        lines += [
+            "",
+            "Passed over for predicting fewer than 10^6 architectures/s on one core (what a search needs, issue 18 "
+            f"item 4), in CV order: {'; '.join(slow)}.",
+        ]
     lines += [
         "",
-        f"Chosen by CV MAPE ({cv:.2f}%): {model} on {stat}, drift β {beta:g}. Its test figures: MAPE {m.mape:.2f}%, "
+        f"Chosen by CV MAPE ({cv:.2f}%{', among the fast enough' if slow else ''}): {model} on {stat}, drift β "
+        f"{beta:g}. Its test figures: MAPE {m.mape:.2f}%, "
         f"±10% {100 * m.within_10pct:.1f}%, τ {m.kendall_tau:.3f}; "
-        f"the issue's targets (±10% >= 99%, MAPE <= 3%, τ >= 0.95) are {'met' if met else '**not** met'}.",
+        f"issue 5's targets (±10% >= 99%, MAPE <= 3%, τ >= 0.95) are {'met' if met else '**not** met'}.",
     ]
+    lut_rows = [r for r in rows if r[2] in LUT_VARIANTS]
+    if lut_rows:
+        top = min(lut_rows, key=lambda r: r[4])
+        verdict = "lower: worth making a predictor of" if top[4] < cv else "no lower, so the choice stands"
+        lines += [
+            "",
+            f"The LUT-residual variants ({', '.join(LUT_VARIANTS)}: xgboost with the table's block sum as a feature) "
+            f"are judged, not chosen (their features come from this script); the best on CV, {top[2]} on {top[0]}, "
+            f"β {top[1]:g}: CV MAPE {top[4]:.2f}% against the chosen {cv:.2f}%, {verdict}.",
+        ]
     if args.remeasure is not None:
         lines += ["", *noise_floor(args.store, args.remeasure, result, stat, beta, m)]
-    if args.throughput:
-        lines += ["", prediction_throughput(result.predictor)]
+    if rate_line is not None:
+        lines += ["", rate_line]
     if args.ship is not None:
         save_trained(result, args.ship)
         lines.append(f"Shipped as `{args.ship}` (its `card.json` holds the metrics and the command).")
@@ -303,7 +405,8 @@ def main() -> None:
         from _results import write_section
 
         machine = "" if args.section == "predictors-own-cpu" else f" ({args.section.rsplit('-', 1)[-1]})"
-        write_section(args.section, f"Predictors on latbench's own CPU profiles of the bert space{machine}", body)
+        title = args.title or f"Predictors on latbench's own CPU profiles of the bert space{machine}"
+        write_section(args.section, title, body)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from latbench.predictors.features import (
     frame_features,
     torch_arch_features,
 )
-from latbench.predictors.metrics import Metrics, compute_metrics
+from latbench.predictors.metrics import Metrics, NoiseCeiling, compute_metrics, label_noise_ceiling
 from latbench.predictors.persist import load_card, load_predictor, save_predictor
 from latbench.predictors.split import Split, grouped_split, shuffled_split
 from latbench.predictors.train import (
@@ -59,6 +59,7 @@ __all__ = [
     "FeatureSpec",
     "Metrics",
     "ModelCard",
+    "NoiseCeiling",
     "Prediction",
     "Predictor",
     "PredictorConfig",
@@ -75,6 +76,7 @@ __all__ = [
     "get_predictor_class",
     "grouped_split",
     "import_hat",
+    "label_noise_ceiling",
     "load_card",
     "load_dataset",
     "load_dataset_for",

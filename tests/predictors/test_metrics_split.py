@@ -46,6 +46,50 @@ def test_metrics_refuse_bad_inputs(pred, meas, message):
         compute_metrics(pred, meas)
 
 
+def _world(rng, truth, sigma):
+    return truth * np.exp(rng.normal(0.0, sigma, truth.size))
+
+
+@pytest.mark.parametrize("sigma", [0.02, 0.05])
+def test_label_noise_ceiling_matches_a_perfect_predictor(sigma):
+    """From two noisy runs alone, the ceiling matches what the truth itself scores against one run."""
+    from latbench.predictors.metrics import label_noise_ceiling
+
+    rng = np.random.default_rng(1)
+    truth = np.exp(rng.uniform(np.log(10), np.log(100), 200))
+    # what a perfect predictor scores against one run, averaged over many runs (the answer)
+    runs = [compute_metrics(truth, _world(rng, truth, sigma)) for _ in range(300)]
+    want_tau = np.mean([m.kendall_tau for m in runs])
+    want_10 = np.mean([m.within_10pct for m in runs])
+    want_mape = np.mean([m.mape for m in runs])
+    # the estimate, from two runs, the second 7% slower overall (the machine at another hour)
+    got = label_noise_ceiling(_world(rng, truth, sigma), 1.07 * _world(rng, truth, sigma), n_sim=200)
+    assert got.shift == pytest.approx(7.0, abs=1.5)
+    assert got.kendall_tau == pytest.approx(want_tau, abs=0.01)
+    assert got.within_10pct == pytest.approx(want_10, abs=0.03)
+    assert got.mape == pytest.approx(want_mape, rel=0.15)
+    assert got.floor_mape == pytest.approx(want_mape, rel=0.15)
+    # the runs' τ against each other understates what a perfect predictor reaches
+    assert got.rerun_tau < got.kendall_tau
+
+
+def test_label_noise_ceiling_of_noiseless_runs_is_perfect():
+    from latbench.predictors.metrics import label_noise_ceiling
+
+    a = np.linspace(10, 50, 40)
+    got = label_noise_ceiling(a, 1.1 * a, n_sim=10)
+    assert (got.floor_mape, got.mape, got.within_10pct, got.kendall_tau) == pytest.approx((0, 0, 1, 1))
+
+
+def test_label_noise_ceiling_refuses_bad_runs():
+    from latbench.predictors.metrics import label_noise_ceiling
+
+    with pytest.raises(LatbenchError, match="same >= 3"):
+        label_noise_ceiling([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(LatbenchError, match="positive"):
+        label_noise_ceiling([1.0, 2.0, 0.0], [1.0, 2.0, 3.0])
+
+
 def test_grouped_split_never_puts_an_architecture_in_two_parts():
     rng = np.random.default_rng(0)
     groups = rng.integers(0, 97, size=1000).astype(str)  # ~10 rows per architecture
