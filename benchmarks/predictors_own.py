@@ -57,6 +57,7 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "xgboost+bagged": ("xgboost", {"num_parallel_tree": "4", "subsample": "0.7"}),
     "xgboost+squared+lr0.1": ("xgboost", {"objective": "squared", "learning_rate": "0.1"}),
     "xgboost+squared+lr0.2": ("xgboost", {"objective": "squared", "learning_rate": "0.2"}),
+    "xgboost+squared+lr0.3": ("xgboost", {"objective": "squared", "learning_rate": "0.3"}),
     "xgboost+monotone+bagged": (
         "xgboost",
         {"monotone": "true", "objective": "squared", "num_parallel_tree": "4", "subsample": "0.7"},
@@ -212,22 +213,22 @@ def noise_floor(store: str, again: Path, result, stat: str, beta: float, m) -> l
     ]
 
 
-_PINNED: str | None = None
-
-
 def prediction_throughput(pred, passes: int = 3) -> tuple[float, str]:
     """(best rate, a sentence): architectures per second of ``pred`` (features + point) on 10^6 random bert
     architectures, one core."""
     from predictors import N_ARCHS, _pin_one_core, _random_bert_arrays, _rates
 
-    global _PINNED
-    _PINNED = where = _PINNED or _pin_one_core()  # once: a second call would see one CPU left
-    if hasattr(pred, "set_threads"):
-        pred.set_threads(1)
-    arrays = _random_bert_arrays(N_ARCHS)
-    chunk = 16384
-    pred.predict_arrays(arrays.take(slice(0, chunk)), 1, 128)
-    best, med = _rates(lambda: pred.predict_arrays(arrays, 1, 128, chunk_size=chunk), N_ARCHS, passes)
+    cpus = os.sched_getaffinity(0)
+    where = _pin_one_core()
+    try:
+        if hasattr(pred, "set_threads"):
+            pred.set_threads(1)
+        arrays = _random_bert_arrays(N_ARCHS)
+        chunk = 16384
+        pred.predict_arrays(arrays.take(slice(0, chunk)), 1, 128)
+        best, med = _rates(lambda: pred.predict_arrays(arrays, 1, 128, chunk_size=chunk), N_ARCHS, passes)
+    finally:
+        os.sched_setaffinity(0, cpus)  # back to the cores the run had (the machine line names them)
     size = f"{pred.best_rounds} boosting rounds" if getattr(pred, "best_rounds", None) else pred.name
     ok = "at or above" if best >= 1e6 else "**below**"
     return best, (
@@ -286,7 +287,6 @@ def main() -> None:
         split = grouped_split(ds.groups, args.seed, fractions, args.train, args.test)
         remeasure(args.store, args.remeasure, sorted(set(ds.groups[split.test].tolist())))
         return
-    cpus = os.sched_getaffinity(0)
     rows, candidates = [], []
     for stat, beta in [(s, float(b)) for s in args.statistics.split(",") for b in args.drift_corrections.split(",")]:
         ds = load_dataset(args.store, stat, drift_correction=beta)
@@ -364,8 +364,6 @@ def main() -> None:
         else:
             best = candidates[0]
             rate_line = prediction_throughput(best[0].predictor)[1]
-    if _PINNED is not None:
-        os.sched_setaffinity(0, cpus)  # the machine line below names the cores the profile had
     result, stat, model, beta, cv = best
     m = result.metrics["test"]
     met = m.within_10pct >= 0.99 and m.mape <= 3.0 and m.kendall_tau >= 0.95
