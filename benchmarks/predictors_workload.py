@@ -166,7 +166,7 @@ def main() -> None:
             f"{100 * t.within_10pct:.1f}%, Kendall τ {t.kendall_tau:.3f} over {t.n} rows. The extrapolation row "
             "(batch 64) is reported, not averaged in: `predict` and `search` refuse it without `--force`.",
         ]
-    lines += ["", rate_line.replace("of the chosen predictor", "of the chosen predictor at batch 1, seq 128")]
+    lines += ["", rate_line]
     if args.ship is not None:
         save_trained(result, args.ship)
         lines.append(f"Shipped as `{args.ship}` (card: workloads trained, ranges, per-workload metrics).")
